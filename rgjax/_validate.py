@@ -1,0 +1,119 @@
+"""Input checks shared by every module: one place for the wording of errors and warnings.
+
+Checks run only on concrete values; under ``jit``/``grad`` tracing they are skipped (the traced
+computation is the same function, validated on the first concrete call by the caller).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "RgjaxWarning",
+    "concrete",
+    "check_finite",
+    "check_sigma2",
+    "check_threshold",
+    "check_eta",
+    "check_x64",
+    "warn",
+]
+
+_X64_FIX = "enable float64 with `jax.config.update('jax_enable_x64', True)` before creating arrays"
+
+
+class RgjaxWarning(UserWarning):
+    """Warning category for everything rgjax reports (clipped eigenvalues, float32 precision...)."""
+
+
+def warn(message: str, stacklevel: int = 3) -> None:
+    warnings.warn(message, RgjaxWarning, stacklevel=stacklevel)
+
+
+def concrete(x: Any) -> np.ndarray | None:
+    """Return ``x`` as a numpy array, or ``None`` when it is a JAX tracer (inside jit/grad)."""
+    if x is None:
+        return None
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def check_finite(x: Any, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` when ``x`` holds NaN or Inf."""
+    a = concrete(x)
+    if a is None or a.dtype.kind not in "fc":
+        return
+    if not np.all(np.isfinite(a)):
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        raise ValueError(
+            f"`{name}` contains {bad} NaN/Inf value(s); clean or impute them before calling rgjax."
+        )
+
+
+def check_sigma2(sigma2: Any, name: str = "sigma2") -> None:
+    """The ridge must be finite and strictly positive."""
+    a = concrete(sigma2)
+    if a is None:
+        return
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(
+            f"`{name}` must be finite and > 0 (got {a!r}); the paper's ridge is sigma2=1e-8. "
+            "For a noiseless interpolant use a tiny positive value, not 0."
+        )
+
+
+def check_threshold(threshold: Any, name: str = "threshold") -> None:
+    """The learnability threshold T must lie in the open interval (0, 1)."""
+    a = concrete(threshold)
+    if a is None:
+        return
+    if not np.all(np.isfinite(a)) or np.any(a <= 0) or np.any(a >= 1):
+        raise ValueError(
+            f"`{name}` (the learnability threshold T) must lie strictly inside (0, 1); got {a!r}. "
+            "The paper's default is 0.5."
+        )
+
+
+def check_eta(eta: Any, name: str = "eta", n_max: int | None = None) -> None:
+    """Training-set sizes must be finite and > 0 (and at most ``n_max`` when given)."""
+    a = concrete(eta)
+    if a is None:
+        return
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"`{name}` (training-set size) must be finite and > 0; got {a!r}.")
+    if n_max is not None and np.any(a > n_max):
+        raise ValueError(
+            f"`{name}` has values up to {float(np.max(a)):g}, larger than the pool of {n_max} points; "
+            f"use eta <= {n_max} (learning curves usually stop near N/2)."
+        )
+
+
+def check_x64(dtype: Any, sigma2: Any, scale: Any, what: str = "spectrum") -> None:
+    """Warn when float32 cannot resolve ``sigma2`` relative to ``scale`` (e.g. the kernel trace)."""
+    if jnp.dtype(dtype) != jnp.float32:
+        return
+    s, c = concrete(sigma2), concrete(scale)
+    if s is None or c is None:
+        return
+    if np.min(s) < 10 * np.finfo(np.float32).eps * float(np.max(np.abs(c))):
+        warn(
+            f"the {what} is float32, which cannot resolve sigma2={float(np.min(s)):g} against a "
+            f"kernel scale of {float(np.max(np.abs(c))):g}; {_X64_FIX}.",
+            stacklevel=4,
+        )
+
+
+def as_float_array(x: Any, name: str) -> jax.Array:
+    """Convert to a floating JAX array (float64 when x64 is on), validating finiteness."""
+    check_finite(x, name)
+    arr = jnp.asarray(x)
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    return arr
