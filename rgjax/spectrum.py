@@ -148,6 +148,11 @@ def from_gram(K: Any, y: Any, k: int | None = None, *, method: str = "dense") ->
       A :class:`Spectrum`. Negative round-off eigenvalues are clipped to 0; their total mass is
       stored in ``clipped_mass`` and a :class:`~rgjax.RgjaxWarning` is issued when it exceeds
       ``1e-8 × trace`` (more than round-off).
+
+    Differentiable with respect to ``K`` and ``y``. On exactly degenerate eigenvalues (relative
+    gap ≤ 1e-12) the eigenvector rotation inside the degenerate subspace is given zero derivative
+    instead of NaN: gradients of the theories stay finite, and are exact for perturbations of K
+    that do not mix the degenerate subspace (e.g. rescaling the kernel).
     """
     K, y = _check_gram(K, y)
     n = K.shape[0]
@@ -161,10 +166,34 @@ def from_gram(K: Any, y: Any, k: int | None = None, *, method: str = "dense") ->
     return spec if k is None else spec.truncate(int(k))
 
 
-@jax.jit
-def _dense_eigh(K: jax.Array) -> tuple[jax.Array, jax.Array]:
+# Eigenvalues closer than this (relative to the largest) are treated as exactly degenerate.
+_DEGENERATE_RTOL = 1e-12
+
+
+@jax.custom_jvp
+def _eigh_descending(K: jax.Array) -> tuple[jax.Array, jax.Array]:
     w, v = jnp.linalg.eigh(K)
-    return w[::-1], v[:, ::-1]  # descending
+    return w[::-1], v[:, ::-1]
+
+
+@_eigh_descending.defjvp
+def _eigh_descending_jvp(primals, tangents):
+    # Standard eigh derivative, dV = V (F ∘ Vᵀ dK V) with F_ij = 1/(w_j − w_i), except that the
+    # rotation *inside* an exactly degenerate eigenspace (F_ij = ±inf, where plain eigh gives NaN)
+    # is set to zero. Eigenvalue derivatives and anything invariant under such rotations
+    # (traces, eigenvalue functions, y-weighted sums for perturbations that do not mix the
+    # degenerate subspace) stay exact.
+    (K,), (dK,) = primals, tangents
+    w, v = _eigh_descending(K)
+    a = v.T @ ((dK + dK.T) / 2) @ v
+    gap = w[None, :] - w[:, None]
+    tol = _DEGENERATE_RTOL * jnp.max(jnp.abs(w)) + jnp.finfo(w.dtype).tiny
+    degenerate = jnp.abs(gap) <= tol
+    f = jnp.where(degenerate, 0.0, 1.0 / jnp.where(degenerate, 1.0, gap))
+    return (w, v), (jnp.diagonal(a), v @ (f * a))
+
+
+_dense_eigh = jax.jit(_eigh_descending)
 
 
 def _assemble(w: jax.Array, v: jax.Array, y: jax.Array, diag: jax.Array, n: int) -> Spectrum:

@@ -216,9 +216,11 @@ def eigenlearning(spec: Spectrum, eta: Any, sigma2: Any, noise: Any = 0.0) -> Ei
     eta = _eta(eta, spec.eigenvalues.dtype)
     kap = _kappa(spec, eta, sigma2)
     ks = kap / eta
-    lk = spec.eigenvalues / (spec.eigenvalues + ks[..., None])
+    denom = spec.eigenvalues + ks[..., None]
+    lk = spec.eigenvalues / denom
     e0 = eta / (eta - jnp.sum(lk**2, axis=-1))
-    mse = e0 * (_mode_sum(spec, (1.0 - lk) ** 2) + noise)
+    # 1 − L_k written as κ_S/(λ_k + κ_S): no cancellation for well-learned modes (L_k → 1)
+    mse = e0 * (_mode_sum(spec, (ks[..., None] / denom) ** 2) + noise)
     return Eigenlearning(kappa=kap, kappa_s=ks, learnabilities=lk, e0=e0, mse=mse)
 
 

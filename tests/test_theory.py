@@ -1,0 +1,215 @@
+"""Learning-curve theories: identities, limits, a second algorithm, gradients (THEORY §§2–4)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+from scipy.optimize import brentq
+
+import rgjax.rg as rg
+import rgjax.theory as theory
+from rgjax.spectrum import from_eigenvalues, from_gram, powerlaw
+
+from _helpers import powerlaw_arrays, rbf_gram
+
+ETAS = jnp.array([1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0])
+
+
+def test_kappa_against_scipy_brentq():
+    lam, yk = powerlaw_arrays(500, alpha=0.8)
+    spec = from_eigenvalues(lam, yk)
+    for s2 in (1e-8, 1e-2):
+        got = np.asarray(theory.kappa(spec, ETAS, s2))
+        for eta, k in zip(np.asarray(ETAS), got):
+            f = lambda kap: kap - s2 - kap * np.sum(lam / (eta * lam + kap))
+            ref = brentq(f, s2, s2 + lam.sum(), xtol=1e-300, rtol=1e-15, maxiter=500)
+            assert k == pytest.approx(ref, rel=1e-10)
+
+
+def test_spectral_bias_equals_eigenlearning_and_conservation():
+    lam, yk = powerlaw_arrays(800, alpha=0.4, beta=1.2)
+    spec = from_eigenvalues(lam, yk)
+    for s2, noise in ((1e-8, 0.0), (1e-2, 0.0), (1e-3, 0.05)):
+        sb = theory.mse_spectral_bias(spec, ETAS, s2, noise)
+        el = theory.eigenlearning(spec, ETAS, s2, noise)
+        np.testing.assert_allclose(el.mse, sb + noise, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(jnp.sum(el.learnabilities, -1) + s2 / el.kappa_s, ETAS, rtol=1e-10)
+        # relation to the RG: κ = σ² + Σ λ_k (1 − L_k)
+        # (1 − L_k) cancels when L_k ≈ 1: the absolute round-off is ~ eps·Σλ_k = 1e-16
+        np.testing.assert_allclose(
+            el.kappa, s2 + jnp.sum(spec.eigenvalues * (1 - el.learnabilities), -1), rtol=1e-10,
+            atol=1e-14,
+        )
+
+
+def test_kappa_decreases_with_eta():
+    spec = powerlaw(1000)
+    kap = np.asarray(theory.kappa(spec, jnp.geomspace(0.1, 1e4, 60), 1e-8))
+    assert np.all(np.diff(kap) < 0)
+
+
+def test_every_mse_tends_to_target_power_as_eta_to_zero():
+    K, y = rbf_gram(90)
+    spec = from_gram(K, y)
+    tp = float(np.mean(y**2))
+    for fn in (theory.mse_ek, theory.mse_rg, theory.mse_spectral_bias,
+               lambda s, e, v: theory.mse_rg(s, e, v, dof_correction=True),
+               lambda s, e, v: theory.mse_rg(s, e, v, temperature=0.01)):
+        # η → 0 relative to the ridge: ηλ_1 ≪ σ²
+        assert float(fn(spec, 1e-9, 1e-2)) == pytest.approx(tp, rel=1e-6)
+
+
+def test_rg_tends_to_ek_when_sigma2_dominates_tail():
+    spec = powerlaw(2000)
+    etas = jnp.array([10.0, 1e3, 1e5])
+    for s2 in (1e1, 1e3, 1e5):
+        ek = theory.mse_ek(spec, etas, s2)
+        rgv = theory.mse_rg(spec, etas, s2)
+        t_eff = rg.effective_ridge(spec, etas, s2) - s2
+        assert np.all(t_eff <= spec.trace)
+        # (r/(r+ηλ))² changes by at most a factor (1 + t/σ²)² when r grows from σ² to σ²+t
+        bound = (1 + t_eff / s2) ** 2 - 1
+        assert np.all(np.abs(rgv / ek - 1) <= bound + 1e-12)
+    assert float(jnp.max(jnp.abs(rgv / ek - 1))) < 1e-4
+
+
+def test_corrected_rg_matches_spectral_bias_on_split_spectrum():
+    # 10 strong modes and 20,000 weak ones: learned modes each use up one data point (THEORY §3b)
+    m, n_weak = 10, 20_000
+    lam = np.concatenate([np.full(m, 0.99 / m), np.full(n_weak, 0.01 / n_weak)])
+    yk = np.concatenate([np.full(m, np.sqrt(0.8 / m)), np.full(n_weak, np.sqrt(0.2 / n_weak))])
+    spec = from_eigenvalues(lam, yk)
+    etas = jnp.array([15.0, 20.0, 40.0, 100.0, 200.0])
+    sb = theory.mse_spectral_bias(spec, etas, 1e-8)
+    dof = theory.mse_rg(spec, etas, 1e-8, dof_correction=True)
+    paper = theory.mse_rg(spec, etas, 1e-8)
+    assert np.all(rg.cutoff(spec, etas, 1e-8).kappa == m)
+    rel = np.abs(np.asarray(dof / sb) - 1)
+    # the hard threshold is the limit of fully learned top modes: the gap closes as η/m grows
+    assert np.all(np.diff(rel[:3]) < 0) and np.all(rel[2:] < 0.01) and rel[1] < 0.025
+    # the paper's RG misses the 1/(1 − m/η) factors: clearly off at η close to m
+    assert float(sb[0] / paper[0]) > 2.0
+
+
+def _truncation_bound(top, etas, ridge):
+    """Tail modes enter as fully unlearned; their true factor (r/(r+ηλ))² lies in
+    [(r/(r+ηλ_{k+1}))², 1] with λ_{k+1} ≤ λ_k, which bounds the difference rigorously."""
+    lam_next = top.eigenvalues[-1]
+    return top.residual_power * (1 - (ridge / (ridge + etas * lam_next)) ** 2)
+
+
+def test_truncated_spectrum_gives_same_curves():
+    spec = powerlaw(6000)
+    top = spec.truncate(2000)
+    assert top.is_truncated
+    etas = jnp.array([2.0, 10.0, 50.0, 200.0])
+    for T in (0.3, 0.5):
+        for dof in (False, True):
+            # the cutoff and the effective ridge only need the top modes and the trace: identical
+            r_full = rg.effective_ridge(spec, etas, 1e-8, T, dof_correction=dof)
+            r_top = rg.effective_ridge(top, etas, 1e-8, T, dof_correction=dof)
+            np.testing.assert_allclose(r_top, r_full, rtol=1e-10)
+            full = theory.mse_rg(spec, etas, 1e-8, T, dof_correction=dof)
+            cut = theory.mse_rg(top, etas, 1e-8, T, dof_correction=dof)
+            kept = rg.cutoff(spec, etas, 1e-8, T, dof_correction=dof).kappa
+            dof_factor = 1 / (1 - kept / etas) if dof else 1.0
+            bound = _truncation_bound(top, etas, r_full) * dof_factor
+            assert np.all(cut >= full) and np.all(cut - full <= bound + 1e-14)
+    # at small η the tail is deeply unlearnable: agreement to 1e-6
+    small = jnp.array([0.5, 2.0])
+    np.testing.assert_allclose(theory.mse_rg(top, small, 1e-8), theory.mse_rg(spec, small, 1e-8), rtol=1e-6)
+    np.testing.assert_allclose(theory.mse_spectral_bias(top, small, 1e-8),
+                               theory.mse_spectral_bias(spec, small, 1e-8), rtol=1e-6)
+    # spectral bias treats the tail as unlearnable: error O(η λ_k / κ) for k > 2000
+    np.testing.assert_allclose(theory.mse_spectral_bias(top, etas, 1e-8),
+                               theory.mse_spectral_bias(spec, etas, 1e-8), rtol=2e-3)
+    # same with a truncated eigendecomposition of a real Gram matrix
+    K, y = rbf_gram(150, lengthscale=0.7)
+    full, cut = from_gram(K, y), from_gram(K, y, k=100)
+    e2 = jnp.array([2.0, 5.0, 10.0])
+    r = rg.effective_ridge(full, e2, 1e-8)
+    np.testing.assert_allclose(rg.effective_ridge(cut, e2, 1e-8), r, rtol=1e-8)
+    diff = theory.mse_rg(cut, e2, 1e-8) - theory.mse_rg(full, e2, 1e-8)
+    assert np.all(diff >= -1e-12) and np.all(diff <= _truncation_bound(cut, e2, r) + 1e-12)
+
+
+def test_jit_and_vmap():
+    spec = powerlaw(500)
+    f = jax.jit(lambda s, e, v: theory.mse_spectral_bias(s, e, v))
+    np.testing.assert_allclose(f(spec, ETAS, 1e-6), theory.mse_spectral_bias(spec, ETAS, 1e-6), rtol=1e-12)
+    g = jax.jit(lambda s, e: theory.mse_rg(s, e, 1e-6, 0.5, dof_correction=True))
+    np.testing.assert_allclose(g(spec, ETAS), theory.mse_rg(spec, ETAS, 1e-6, dof_correction=True), rtol=1e-12)
+    per_eta = jax.vmap(lambda e: theory.kappa(spec, e, 1e-6))(ETAS)
+    np.testing.assert_allclose(per_eta, theory.kappa(spec, ETAS, 1e-6), rtol=1e-12)
+
+
+# ---- gradients ------------------------------------------------------------------------------
+
+
+def _spec_from(lam, yk):
+    return from_eigenvalues(lam, yk)
+
+
+@pytest.mark.parametrize(
+    "name,fn",
+    [
+        ("kappa", lambda s, e, v: theory.kappa(s, e, v)),
+        ("effective_ridge", lambda s, e, v: rg.effective_ridge(s, e, v)),
+        ("effective_ridge_dof", lambda s, e, v: rg.effective_ridge(s, e, v, dof_correction=True)),
+        ("mse_rg", lambda s, e, v: theory.mse_rg(s, e, v)),
+        ("mse_rg_dof", lambda s, e, v: theory.mse_rg(s, e, v, dof_correction=True)),
+        ("mse_rg_smooth", lambda s, e, v: theory.mse_rg(s, e, v, temperature=0.05)),
+        ("mse_spectral_bias", lambda s, e, v: theory.mse_spectral_bias(s, e, v)),
+        ("mse_ek", lambda s, e, v: theory.mse_ek(s, e, v)),
+    ],
+)
+def test_gradients_against_finite_differences(name, fn):
+    lam, yk = powerlaw_arrays(60, alpha=0.6)
+    lam = jnp.asarray(lam)
+    yk = jnp.asarray(yk)
+    eta = 7.3  # κ* is locally constant here: the hard rule is smooth in a neighbourhood
+    s2 = 3e-3
+    # w.r.t. sigma2 (log-parameterised so the finite-difference step is relative)
+    check_grads(lambda ls: fn(_spec_from(lam, yk), eta, jnp.exp(ls)), (jnp.log(s2),), order=1,
+                modes=["fwd", "rev"], eps=1e-5, atol=1e-6, rtol=1e-5)
+    # w.r.t. eigenvalues (and target coefficients)
+    check_grads(lambda l: fn(_spec_from(l, yk), eta, s2), (lam,), order=1,
+                modes=["fwd", "rev"], eps=1e-7, atol=1e-6, rtol=1e-5)
+    check_grads(lambda t: fn(_spec_from(lam, t), eta, s2), (yk,), order=1,
+                modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_gradients_finite_on_degenerate_spectrum():
+    # exactly degenerate eigenvalues (e.g. a symmetric data set) and exact zeros
+    lam = jnp.array([0.3, 0.3, 0.3, 0.05, 0.05, 0.0, 0.0])
+    yk = jnp.array([0.5, 0.2, 0.1, 0.3, 0.1, 0.05, 0.0])
+    fns = [
+        lambda l, v: theory.kappa(_spec_from(l, yk), 4.0, v),
+        lambda l, v: theory.mse_spectral_bias(_spec_from(l, yk), 4.0, v),
+        lambda l, v: theory.mse_rg(_spec_from(l, yk), 4.0, v),
+        lambda l, v: theory.mse_rg(_spec_from(l, yk), 4.0, v, dof_correction=True),
+        lambda l, v: theory.mse_rg(_spec_from(l, yk), 4.0, v, temperature=0.1),
+        lambda l, v: rg.effective_ridge(_spec_from(l, yk), 4.0, v),
+    ]
+    for f in fns:
+        gl, gs = jax.grad(f, argnums=(0, 1))(lam, 1e-8)
+        assert np.all(np.isfinite(gl)) and np.isfinite(gs)
+    # and through a Gram matrix with a degenerate spectrum: mse via the spectrum of K(s) = s K0
+    K0 = jnp.eye(6) + 1.0
+    y = jnp.array([1.0, -1, 1, -1, 1, -1])
+    g = jax.grad(lambda s: theory.mse_spectral_bias(from_gram(s * K0, y), 3.0, 1e-8))(1.0)
+    assert np.isfinite(float(g))
+
+
+def test_not_applicable_range_gives_nan_and_finite_gradients_elsewhere():
+    K, y = rbf_gram(80, seed=11)
+    spec = from_gram(K, y)
+    em = float(rg.eta_max(spec, 1e-8))
+    etas = jnp.array([2.0, em * 0.5, em * 2])
+    out = theory.mse_rg(spec, etas, 1e-8)
+    assert np.isfinite(out[0]) and np.isfinite(out[1]) and np.isnan(out[2])
+    cut = rg.cutoff(spec, etas, 1e-8)
+    assert cut.applicable.tolist() == [True, True, False] and int(cut.kappa[2]) == 80
+    g = jax.grad(lambda v: jnp.nansum(theory.mse_rg(spec, etas, v)))(1e-8)
+    assert np.isfinite(float(g))
