@@ -1,0 +1,741 @@
+"""Figures for the results of the ``rgjax curve`` job, drawn from its results dictionary alone.
+
+Every function takes the parsed ``results.json`` (a plain dict of lists and numbers; JSON ``null``
+is read as NaN) and returns a :class:`matplotlib.figure.Figure`; with ``path`` it also writes a
+PNG (150 dpi). Figures are built as bare :class:`~matplotlib.figure.Figure` objects, never through
+``pyplot``, so nothing here touches pyplot's global state or the backend: the module works headless
+(PNG output goes through Agg) and in notebooks (a returned Figure displays inline). Pass ``ax=`` to
+draw into an existing Axes (or a pair of Axes for the two-panel figures) instead.
+
+Figures:
+
+* :func:`learning_curves` — paper Fig. 1: test MSE against the number of training points η, for
+  the empirical curve and the theories (EK, paper's RG, rgjax's corrected RG, spectral bias);
+* :func:`threshold_sweep` — paper Fig. 4: the RG curve for each learnability threshold T;
+* :func:`ridge_flow` — the universal flow σ²(κ) and where it stops, (κ*(η), σ²_eff(η));
+* :func:`spectrum` — the eigenvalues λ_k with a power-law fit, and the cumulative target power;
+* :func:`plot_all` — all four, written to a folder.
+
+Where the paper's RG is not applicable (no mode below the threshold, η > η_max, THEORY §3) no RG
+value is drawn; the range is shaded and labelled instead. The learned-mode correction (THEORY §3b)
+is rgjax's extension and not part of the paper; its label says so wherever it appears.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = [
+    "LABELS",
+    "fit_power_law",
+    "learning_curves",
+    "threshold_sweep",
+    "ridge_flow",
+    "spectrum",
+    "plot_all",
+]
+
+#: Legend labels of the curves, by results key. The corrected RG is rgjax's own extension.
+LABELS: dict[str, str] = {
+    "empirical": "empirical (pool MSE ± SE)",
+    "heldout": "empirical (held-out points ± SE)",
+    "ek": "EK, bare ridge σ²",
+    "rg": "RG, paper (EK + renormalized ridge)",
+    "rg_dof": "RG + learned-mode correction (rgjax §3b, not in paper)",
+    "spectral_bias": "spectral bias (Canatar et al.)",
+}
+
+_COLORS = {
+    "empirical": "black",
+    "heldout": "0.45",
+    "ek": "tab:red",
+    "rg": "tab:blue",
+    "rg_dof": "tab:green",
+    "spectral_bias": "tab:orange",
+}
+_STYLES = {"ek": "--", "rg": "-", "rg_dof": "-.", "spectral_bias": ":"}
+_NA_TEXT = "RG n/a\n(no mode below T)"
+_ACT_NAMES = {"relu": "ReLU", "gelu": "GELU", "erf": "erf", "tanh": "tanh", "linear": "linear"}
+_DPI = 150
+
+# ----------------------------------------------------------------------------------------------
+# small helpers: JSON data → arrays
+
+
+def _num(x: Any) -> float:
+    """A scalar as float; None (JSON null) and unparsable values become NaN."""
+    if x is None:
+        return math.nan
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _arr(x: Any) -> np.ndarray | None:
+    """A list (possibly holding None) as a float array with NaN for None; None stays None."""
+    if x is None:
+        return None
+    return np.atleast_1d(np.array(x, dtype=float))
+
+
+def _bools(x: Any, n: int) -> np.ndarray:
+    """A list of flags as a bool array of length n; missing → all True, None entries → False."""
+    if x is None:
+        return np.ones(n, dtype=bool)
+    a = np.array([bool(v) if v is not None else False for v in x], dtype=bool)
+    return a if a.shape == (n,) else np.ones(n, dtype=bool)
+
+
+def _get(d: Any, *keys: str, default: Any = None) -> Any:
+    """Nested ``d[k1][k2]...`` that returns ``default`` on any missing level."""
+    for k in keys:
+        if not isinstance(d, Mapping) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _positive(y: np.ndarray | None) -> np.ndarray | None:
+    """Values usable on a log axis: non-positive and non-finite entries become NaN."""
+    if y is None:
+        return None
+    y = np.array(y, dtype=float)
+    y[~(np.isfinite(y) & (y > 0))] = np.nan
+    return y
+
+
+def _fit_len(y: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``y`` if it has length n, else None (a malformed entry is skipped, not fatal)."""
+    return y if y is not None and y.shape == (n,) else None
+
+
+def _threshold_keys(block: Any) -> list[str]:
+    """Threshold keys of a ``theory.rg``-style dict, sorted by numeric value."""
+    if not isinstance(block, Mapping):
+        return []
+    return sorted(block, key=lambda k: (_num(k), k))
+
+
+def _main_threshold(results: Mapping) -> str | None:
+    """The key of the main threshold: ``config.threshold`` if present in ``theory.rg``, else the
+    key nearest 0.5, else None."""
+    keys = _threshold_keys(_get(results, "theory", "rg")) or _threshold_keys(
+        _get(results, "theory", "rg_dof")
+    )
+    if not keys:
+        return None
+    t = _num(_get(results, "config", "threshold"))
+    if math.isfinite(t) and f"{t:g}" in keys:
+        return f"{t:g}"
+    target = t if math.isfinite(t) else 0.5
+    return min(keys, key=lambda k: abs(_num(k) - target) if math.isfinite(_num(k)) else math.inf)
+
+
+def _rg_curve(block: Any, n: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """MSE of one RG threshold block with NaN where it is not applicable, and the ok-mask."""
+    mse = _fit_len(_arr(_get(block, "mse")), n)
+    if mse is None:
+        return None, np.zeros(n, dtype=bool)
+    ok = _bools(_get(block, "applicable"), n) & np.isfinite(mse) & (mse > 0)
+    return np.where(ok, mse, np.nan), ok
+
+
+def _na_start(etas: np.ndarray, ok: np.ndarray, eta_max: float) -> float | None:
+    """Where the not-applicable range of the paper's RG begins, or None if it is applicable on the
+    whole grid. Uses η_max when it is consistent with the grid, else the geometric midpoint
+    between the last applicable η and the first one beyond it."""
+    if ok.all() or etas.size == 0:
+        return None
+    if not ok.any():
+        return float(np.nanmin(etas))
+    last_ok = float(np.nanmax(etas[ok]))
+    beyond = etas[~ok & (etas > last_ok)]
+    if beyond.size == 0:  # only isolated gaps below the last applicable η: nothing to shade
+        return None
+    first_bad = float(np.nanmin(beyond))
+    if math.isfinite(eta_max) and last_ok <= eta_max < first_bad:
+        return eta_max
+    return math.sqrt(last_ok * first_bad)
+
+
+def _fmt(x: float) -> str:
+    """A compact number for titles and labels."""
+    if not math.isfinite(x):
+        return "n/a"
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+")
+    return f"{x:.4g}"
+
+
+def _title(results: Mapping, what: str) -> str:
+    """Two-line title: the figure name and task, then the kernel, σ², trials."""
+    cfg = _get(results, "config", default={}) or {}
+    name = _get(results, "task", "name") or cfg.get("task")
+    n_pool = _get(results, "task", "n_pool", default=_get(results, "spectrum", "n_pool"))
+    first = f"{what} — {name}" if name else what
+    if n_pool is not None:
+        first += f" (N = {int(n_pool)})"
+    parts = []
+    act = cfg.get("activation")
+    if act:
+        kern = f"{_ACT_NAMES.get(str(act).lower(), str(act))} NNGP"
+        if cfg.get("depth") is not None:
+            kern += f", depth {cfg['depth']}"
+        if cfg.get("W_std") is not None:
+            kern += f", σ_w = {_fmt(_num(cfg['W_std']))}"
+        if cfg.get("b_std") is not None:
+            kern += f", σ_b = {_fmt(_num(cfg['b_std']))}"
+        parts.append(kern)
+    if cfg.get("sigma2") is not None:
+        parts.append(f"σ² = {_fmt(_num(cfg['sigma2']))}")
+    trials = _get(results, "empirical", "trials", default=cfg.get("trials"))
+    if trials is not None:
+        parts.append(f"{int(trials)} trials")
+    return first + ("\n" + "; ".join(parts) if parts else "")
+
+
+def _axes(ax: Any, ncols: int, figsize: tuple[float, float], **kw) -> tuple[Figure, list[Axes]]:
+    """Use the caller's Axes (one, or a sequence) or make a new Figure with ``ncols`` panels."""
+    if ax is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+        axs = fig.subplots(1, ncols, squeeze=False, **kw)[0]
+        return fig, list(axs)
+    axs = list(ax) if isinstance(ax, (Sequence, np.ndarray)) else [ax]
+    return axs[0].figure, axs
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
+    """Save ``fig`` as PNG when ``path`` is given; return it."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=_DPI)
+    return fig
+
+
+def _log_limits(values: list[np.ndarray | None], pad: float = 1.6) -> tuple[float, float] | None:
+    """Log-axis limits covering the positive finite entries of ``values``, padded by ``pad``."""
+    vs = [v[np.isfinite(v) & (v > 0)] for v in values if v is not None]
+    vs = [v for v in vs if v.size]
+    if not vs:
+        return None
+    allv = np.concatenate(vs)
+    return float(allv.min()) / pad, float(allv.max()) * pad
+
+
+def _no_data(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} in results", ha="center", va="center",
+            transform=ax.transAxes, color="0.4")
+
+
+def _errorbar(ax: Axes, etas, y, se, key: str, **kw):
+    """Empirical points with SE error bars clipped to stay positive on a log axis."""
+    y = _positive(y)
+    yerr = None
+    if se is not None:
+        se = np.where(np.isfinite(se), np.abs(se), 0.0)
+        yerr = np.vstack([np.minimum(se, 0.9 * np.nan_to_num(y)), se])
+    return ax.errorbar(etas, y, yerr=yerr, color=_COLORS[key], label=LABELS[key], gid=key,
+                       capsize=2.5, linestyle="none", zorder=4, **kw)
+
+
+def _shade_not_applicable(ax: Axes, start: float, stop: float, etas: np.ndarray | None = None,
+                          curves: Sequence[np.ndarray | None] = (), text: str = _NA_TEXT) -> None:
+    """Light grey band over [start, stop] on the (log) x axis, with a label inside it.
+
+    The label goes horizontally when the band is wide enough, else vertically; at the top or the
+    bottom of the band, whichever leaves more room above/below the ``curves`` (values at ``etas``)
+    inside it. Call after the axis limits are final. Drawn beneath the data.
+    """
+    if not (stop > start > 0):
+        return
+    ax.axvspan(start, stop, color="0.9", zorder=0, lw=0, gid="rg_not_applicable")
+    ax.axvline(start, color="0.6", lw=0.8, ls=(0, (2, 2)), zorder=0.6)
+    lo, hi = ax.get_xlim()
+    frac = math.log(stop / start) / math.log(hi / lo) if hi > lo > 0 else 0.0
+    wide = frac >= 0.22  # wide enough for the two-line label at fontsize 8
+    top = True
+    ylo, yhi = ax.get_ylim()
+    if etas is not None and ylo > 0 and yhi > ylo:
+        inside = etas >= start
+        ys = [c[inside] for c in curves if c is not None and c.shape == etas.shape]
+        ys = np.concatenate(ys) if ys else np.array([])
+        ys = ys[np.isfinite(ys) & (ys >= ylo) & (ys <= yhi)]  # off-scale values take no room
+        if ys.size:
+            f = np.log(ys / ylo) / math.log(yhi / ylo)
+            top = 1 - f.max() >= f.min()
+    ax.text(math.sqrt(start * stop), 0.975 if top else 0.06,
+            text if wide else text.replace("\n", " "), rotation=0 if wide else 90,
+            ha="center", va="top" if top else "bottom", fontsize=8, color="0.35", zorder=0.7,
+            clip_on=True, transform=ax.get_xaxis_transform(), gid="rg_not_applicable_label")
+
+
+def _eta_limits(etas: np.ndarray) -> tuple[float, float]:
+    e = etas[np.isfinite(etas) & (etas > 0)]
+    if e.size == 0:
+        return 1.0, 10.0
+    return float(e.min()) / 1.25, float(e.max()) * 1.25
+
+
+# ----------------------------------------------------------------------------------------------
+# figures
+
+
+def learning_curves(
+    results: Mapping,
+    path: str | Path | None = None,
+    *,
+    ax: Axes | None = None,
+    heldout: bool = True,
+    threshold: float | str | None = None,
+    ek_floor_decades: float | None = 2.0,
+) -> Figure:
+    """Paper Fig. 1: log-log test MSE against the number of training points η.
+
+    Draws the empirical pool MSE (markers, SE error bars; the held-out MSE as hollow markers when
+    ``heldout``) and, at the main threshold (``config.threshold`` unless ``threshold`` is given),
+    the theories: EK with the bare ridge (dashed), the paper's RG (solid), rgjax's RG with the
+    learned-mode correction (§3b, dash-dot) and spectral bias (dotted). Each theory's fidelity,
+    the mean |log(theory/empirical)| from ``results["fidelity"]``, is shown in brackets in the
+    legend. Where the paper's RG is not applicable no RG value is drawn and the η range is shaded.
+    EK values far below every other curve (as at σ² = 1e-8, where EK is ~1e-13) would squash the
+    plot: the y range reaches at most ``ek_floor_decades`` decades below the other curves and a
+    note gives EK's off-scale range (``ek_floor_decades=None``: show EK in full).
+    """
+    own = ax is None
+    fig, (ax,) = _axes(ax, 1, (8.0, 6.4))
+    etas = _arr(results.get("etas"))
+    if etas is None or etas.size == 0:
+        _no_data(ax, "η grid")
+        ax.set_title(_title(results, "Learning curves"), fontsize=10)
+        return _finish(fig, path)
+    n = etas.size
+    theory = results.get("theory") or {}
+    fid = results.get("fidelity") or {}
+    tkey = f"{_num(threshold):g}" if threshold is not None else _main_threshold(results)
+
+    def lab(key: str, extra: str = "") -> str:
+        f = _num(fid.get(key))
+        return LABELS[key] + extra + (f"  [{f:.2f}]" if math.isfinite(f) else "")
+
+    core: list[np.ndarray | None] = []
+    emp = results.get("empirical") or {}
+    y = _fit_len(_arr(emp.get("mse_pool")), n)
+    if y is not None:
+        _errorbar(ax, etas, y, _fit_len(_arr(emp.get("mse_pool_se")), n), "empirical",
+                  marker="o", ms=5)
+        core.append(_positive(y))
+    yh = _fit_len(_arr(emp.get("mse_heldout")), n)
+    if heldout and yh is not None:
+        _errorbar(ax, etas, yh, _fit_len(_arr(emp.get("mse_heldout_se")), n), "heldout",
+                  marker="o", ms=5, mfc="none", elinewidth=0.8)
+        core.append(_positive(yh))
+
+    tsuffix = f", T = {tkey}" if tkey is not None else ""
+    na_from = None
+    rg_block = _get(theory, "rg", tkey) if tkey is not None else None
+    if rg_block is not None:
+        y_rg, ok = _rg_curve(rg_block, n)
+        if y_rg is not None:
+            ax.plot(etas, y_rg, _STYLES["rg"], color=_COLORS["rg"], lw=2, gid="rg",
+                    label=lab("rg", tsuffix), zorder=3)
+            core.append(y_rg)
+            na_from = _na_start(etas, ok, _num(rg_block.get("eta_max")))
+    dof_block = _get(theory, "rg_dof", tkey) if tkey is not None else None
+    if dof_block is not None:
+        y_dof, _ = _rg_curve(dof_block, n)
+        if y_dof is not None:
+            ax.plot(etas, y_dof, _STYLES["rg_dof"], color=_COLORS["rg_dof"], lw=2, gid="rg_dof",
+                    label=lab("rg_dof", tsuffix), zorder=3)
+            core.append(y_dof)
+    y_sb = _fit_len(_positive(_arr(theory.get("spectral_bias"))), n)
+    if y_sb is not None:
+        ax.plot(etas, y_sb, _STYLES["spectral_bias"], color=_COLORS["spectral_bias"], lw=2.2,
+                gid="spectral_bias", label=lab("spectral_bias"), zorder=3)
+        core.append(y_sb)
+    y_ek = _fit_len(_positive(_arr(theory.get("ek"))), n)
+    if y_ek is not None:
+        ax.plot(etas, y_ek, _STYLES["ek"], color=_COLORS["ek"], lw=1.6, gid="ek",
+                label=lab("ek"), zorder=2)
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    xlo, xhi = _eta_limits(etas)
+    ax.set_xlim(xlo, xhi)
+    lims = _log_limits(core) or _log_limits([y_ek])
+    if lims is not None:
+        lo, hi = lims
+        if y_ek is not None and np.isfinite(y_ek).any() and core:
+            ek_min, ek_max = float(np.nanmin(y_ek)), float(np.nanmax(y_ek))
+            floor = 0.0 if ek_floor_decades is None else lo / 10.0**ek_floor_decades
+            if ek_min < floor:
+                note = (f"EK (bare ridge) off-scale below: {_fmt(ek_min)} … {_fmt(ek_max)}"
+                        if ek_max < floor else f"EK continues below (min {_fmt(ek_min)})")
+                ax.text(0.01, 0.015, note, ha="left", va="bottom", fontsize=8, zorder=6,
+                        color=_COLORS["ek"], transform=ax.transAxes, gid="ek_note")
+            if ek_max >= floor:  # partly on scale: extend down to EK, at most to the floor
+                lo = max(min(lo, ek_min / 1.6), floor)
+                hi = max(hi, ek_max * 1.6)
+        ax.set_ylim(lo, hi)
+    if na_from is not None:
+        _shade_not_applicable(ax, max(na_from, xlo), xhi, etas, core + [y_ek])
+
+    ax.set_xlabel("number of training points η")
+    ax.set_ylabel("test MSE on the pool (labels ±1, dimensionless)")
+    ax.set_title(_title(results, "Learning curves"), fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        title = "[ ] = mean |log(theory / empirical)|" if any(
+            math.isfinite(_num(v)) for v in fid.values()) else None
+        rank = {LABELS[k]: i for i, k in enumerate(
+            ("empirical", "heldout", "rg", "rg_dof", "spectral_bias", "ek"))}
+        order = sorted(range(len(labels)), key=lambda j: (
+            min((r for lb, r in rank.items() if labels[j].startswith(lb)), default=99), j))
+        handles, labels = [handles[j] for j in order], [labels[j] for j in order]
+        kw = dict(fontsize=8, title=title, title_fontsize=8, framealpha=0.9)
+        if own:  # below the axes, so that it never hides a curve
+            fig.legend(handles, labels, loc="outside lower center", ncols=2, **kw)
+        else:
+            ax.legend(handles, labels, loc="best", **kw)
+    else:
+        _no_data(ax, "curves")
+    return _finish(fig, path)
+
+
+def _threshold_colors(keys: list[str]) -> dict[str, Any]:
+    """A viridis colour per threshold key, spread over the range of T."""
+    cmap = colormaps["viridis"]
+    ts = np.array([_num(k) for k in keys])
+    fin = ts[np.isfinite(ts)]
+    if fin.size == 0 or fin.max() == fin.min():
+        return {k: cmap(0.45 if len(keys) == 1 else i / max(len(keys) - 1, 1) * 0.85)
+                for i, k in enumerate(keys)}
+    lo, hi = fin.min(), fin.max()
+    return {k: cmap(0.05 + 0.8 * ((t - lo) / (hi - lo) if np.isfinite(t) else 0.5))
+            for k, t in zip(keys, ts)}
+
+
+def _sweep_panel(ax: Axes, etas: np.ndarray, blocks: Mapping, colors: dict, style: str,
+                 name: str, gid: str, alpha: float = 1.0, mark_eta_max: bool = True) -> list:
+    """Draw one RG variant for every threshold; mark each T's η_max (where applicability ends)."""
+    n = etas.size
+    drawn = []
+    marked = False
+    xhi = float(np.nanmax(etas))
+    for k in _threshold_keys(blocks):
+        y, ok = _rg_curve(blocks[k], n)
+        if y is None:
+            continue
+        ax.plot(etas, y, style, color=colors[k], lw=1.8, alpha=alpha, gid=f"{gid}:{k}",
+                label=f"{name}, T = {k}")
+        drawn.append(y)
+        if not mark_eta_max:
+            continue
+        start = _na_start(etas, ok, _num(_get(blocks[k], "eta_max")))
+        if start is not None and start < xhi * 1.25:
+            ax.axvline(start, color=colors[k], lw=1.1, ls=(0, (1, 1.5)), alpha=alpha,
+                       gid=f"{gid}_eta_max:{k}", label=None if marked else
+                       "η_max(T): RG n/a beyond")
+            ax.plot([start], [0.985], marker="v", color=colors[k], ms=6, alpha=alpha,
+                    transform=ax.get_xaxis_transform(), clip_on=False)
+            marked = True
+    return drawn
+
+
+def threshold_sweep(
+    results: Mapping,
+    path: str | Path | None = None,
+    *,
+    ax: Axes | Sequence[Axes] | None = None,
+) -> Figure:
+    """Paper Fig. 4: the RG learning curve for each learnability threshold T.
+
+    Left panel: the empirical curve and the paper's RG for every T in ``theory.rg`` (colour =
+    T, viridis), with each T's η_max marked by a dotted vertical line (the paper's RG is not
+    applicable beyond it, and is not drawn there). Right panel: the same for rgjax's RG with the
+    learned-mode correction (§3b, not in the paper). With a single ``ax`` both go into it, the
+    corrected curves lighter and dash-dot.
+    """
+    two = ax is None or (isinstance(ax, (Sequence, np.ndarray)) and len(ax) >= 2)
+    fig, axs = _axes(ax, 2 if two else 1, (12.5, 5.0), sharey=True)
+    etas = _arr(results.get("etas"))
+    theory = results.get("theory") or {}
+    rg = theory.get("rg") or {}
+    dof = theory.get("rg_dof") or {}
+    emp = results.get("empirical") or {}
+    title = _title(results, "Threshold sweep")
+    if etas is None or etas.size == 0:
+        for a in axs:
+            _no_data(a, "η grid")
+        (fig.suptitle if ax is None else axs[0].set_title)(title, fontsize=10)
+        return _finish(fig, path)
+    n = etas.size
+    colors = _threshold_colors(sorted(set(_threshold_keys(rg)) | set(_threshold_keys(dof)),
+                                      key=lambda k: (_num(k), k)))
+    y_emp = _fit_len(_arr(emp.get("mse_pool")), n)
+    se_emp = _fit_len(_arr(emp.get("mse_pool_se")), n)
+
+    panels = [(axs[0], rg, _STYLES["rg"], "paper's RG", "rg", 1.0, True)]
+    if two:
+        panels.append((axs[1], dof, _STYLES["rg_dof"], "corrected RG (rgjax §3b)", "rg_dof", 1.0,
+                       True))
+    else:
+        panels.append((axs[0], dof, _STYLES["rg_dof"], "corrected RG (rgjax §3b)", "rg_dof", 0.5,
+                       False))
+    curves: dict[int, list] = {id(a): [] for a in axs}
+    for a, blocks, style, name, gid, alpha, mark in panels:
+        curves[id(a)] += _sweep_panel(a, etas, blocks, colors, style, name, gid, alpha, mark)
+    xlo, xhi = _eta_limits(etas)
+    all_curves = [c for cs in curves.values() for c in cs]
+    lims = _log_limits(all_curves + [_positive(y_emp)])
+    for i, a in enumerate(axs):
+        if y_emp is not None:
+            _errorbar(a, etas, y_emp, se_emp, "empirical", marker="o", ms=4.5)
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.set_xlim(xlo, xhi)
+        if lims is not None:
+            a.set_ylim(*lims)
+        a.set_xlabel("number of training points η")
+        a.grid(True, which="major", alpha=0.3)
+        handles, labels = a.get_legend_handles_labels()
+        if handles:
+            rank = [2 if lb.startswith("empirical") else 1 if lb.startswith("η_max") else 0
+                    for lb in labels]
+            order = sorted(range(len(handles)), key=lambda j: (rank[j], j))
+            a.legend([handles[j] for j in order], [labels[j] for j in order], loc="best",
+                     fontsize=8, framealpha=0.9)
+        else:
+            _no_data(a, "RG curves")
+        if two:
+            a.set_title("paper's RG (EK + renormalized ridge)" if i == 0 else
+                        "RG + learned-mode correction (rgjax §3b, not in paper)", fontsize=10)
+    axs[0].set_ylabel("test MSE on the pool (labels ±1, dimensionless)")
+    if ax is None:
+        fig.suptitle(title, fontsize=10)
+    else:
+        axs[0].set_title(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def _flow_from_spectrum(results: Mapping) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """σ²(κ) = σ² + trace − Σ_{k≤κ} λ_k at κ = 1..k, when ``ridge_flow`` is missing."""
+    lam = _arr(_get(results, "spectrum", "eigenvalues"))
+    s2 = _num(_get(results, "config", "sigma2"))
+    if lam is None or not math.isfinite(s2):
+        return None, None
+    trace = _num(_get(results, "spectrum", "trace"))
+    if not math.isfinite(trace):
+        trace = float(np.nansum(lam))
+    kappa = np.arange(1, lam.size + 1, dtype=float)
+    return kappa, s2 + np.maximum(trace - np.nancumsum(lam), 0.0)
+
+
+def ridge_flow(
+    results: Mapping,
+    path: str | Path | None = None,
+    *,
+    ax: Axes | None = None,
+    n_points: int = 5,
+    threshold: float | str | None = None,
+) -> Figure:
+    """The universal RG flow of the ridge, σ²(κ) = σ² + Σ_{k>κ} λ_k, against the cutoff κ.
+
+    The bare ridge σ² is a horizontal line. Up to ``n_points`` stopping points
+    (κ*(η), σ²_eff(η)) of the paper's RG at the main threshold, spread over the η grid where it is
+    applicable (and κ* ≥ 1), are marked and annotated with η. The flow comes from
+    ``results["ridge_flow"]``, or from the spectrum when that is missing.
+    """
+    fig, (ax,) = _axes(ax, 1, (7.0, 5.0))
+    kappa = _arr(_get(results, "ridge_flow", "kappa"))
+    s2k = _arr(_get(results, "ridge_flow", "sigma2"))
+    if kappa is None or s2k is None or kappa.shape != s2k.shape:
+        kappa, s2k = _flow_from_spectrum(results)
+    s2 = _num(_get(results, "config", "sigma2"))
+    ys: list[np.ndarray | None] = []
+    na_note = None
+    if kappa is not None:
+        good = np.isfinite(kappa) & (kappa > 0) & np.isfinite(s2k) & (s2k > 0)
+        order = np.argsort(kappa[good])
+        ax.plot(kappa[good][order], s2k[good][order], "-", color="tab:blue", lw=2, gid="flow",
+                label=r"universal flow $\sigma^2(\kappa) = \sigma^2 + \Sigma_{k>\kappa} \lambda_k$")
+        ys.append(s2k[good])
+    if math.isfinite(s2) and s2 > 0:
+        ax.axhline(s2, color="0.4", ls="--", lw=1.2, gid="bare_ridge",
+                   label=f"bare ridge σ² = {_fmt(s2)}")
+        ys.append(np.array([s2]))
+
+    tkey = f"{_num(threshold):g}" if threshold is not None else _main_threshold(results)
+    block = _get(results, "theory", "rg", tkey) if tkey is not None else None
+    etas = _arr(results.get("etas"))
+    if block is not None and etas is not None:
+        n = etas.size
+        ks = _fit_len(_arr(block.get("kappa")), n)
+        se = _fit_len(_arr(block.get("sigma2_eff")), n)
+        if ks is not None and se is not None:
+            ok = (_bools(block.get("applicable"), n) & np.isfinite(ks) & (ks >= 1)
+                  & np.isfinite(se) & (se > 0))
+            idx = np.flatnonzero(ok)
+            if idx.size and n_points > 0:
+                pick = np.unique(idx[np.round(np.linspace(0, idx.size - 1,
+                                                          min(n_points, idx.size))).astype(int)])
+                cmap = colormaps["plasma"]
+                for j, i in enumerate(pick):
+                    c = cmap(0.1 + 0.75 * j / max(len(pick) - 1, 1))
+                    ax.plot([ks[i]], [se[i]], "o", ms=8, color=c, mec="black", mew=0.6,
+                            zorder=5, gid="stop",
+                            label=r"stopping points $(\kappa^*(\eta),\ \sigma^2_{\rm eff}(\eta))$"
+                            if j == 0 else None)
+                    ax.annotate(f"η = {_fmt(etas[i])}", (ks[i], se[i]), xytext=(7, 5),
+                                textcoords="offset points", fontsize=8, color="0.15")
+                ys.append(se[pick])
+            if not (_bools(block.get("applicable"), n)).all():
+                na_note = (f"paper's RG n/a for η > {_fmt(_num(block.get('eta_max')))}\n"
+                           f"(no mode below T = {tkey})")
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    lims = _log_limits(ys, pad=2.0)
+    if lims is not None:
+        ax.set_ylim(*lims)
+    ax.set_xlabel("cutoff κ (number of kept modes)")
+    ax.set_ylabel(r"renormalized ridge $\sigma^2(\kappa)$  (kernel units)")
+    t = f", T = {tkey}" if tkey is not None else ""
+    ax.set_title(_title(results, f"Ridge flow{t}"), fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=8, framealpha=0.9, title=na_note, title_fontsize=8,
+                  alignment="left")
+    else:
+        _no_data(ax, "ridge flow")
+    return _finish(fig, path)
+
+
+def fit_power_law(
+    eigenvalues: Any, k_range: tuple[int, int] | None = None
+) -> tuple[float, float, tuple[int, int]]:
+    """Least-squares fit of ``log λ_k = slope · log k + intercept`` over ``k_range`` (1-based,
+    inclusive). The default range is the middle of the spectrum, ``k ∈ [max(2, n/100), n/4]``,
+    avoiding the top modes and the finite-pool tail. Returns ``(slope, intercept, (k_lo, k_hi))``;
+    slope and intercept are NaN when fewer than three positive eigenvalues fall in the range.
+    For ``λ_k ∝ k^{−(1+α)}`` the slope is ``−(1+α)``."""
+    lam = _arr(eigenvalues)
+    n = 0 if lam is None else lam.size
+    if k_range is None:
+        k_lo = max(2, n // 100)
+        k_hi = max(k_lo + 2, n // 4)
+    else:
+        k_lo, k_hi = int(k_range[0]), int(k_range[1])
+    k_hi = min(k_hi, n)
+    if n == 0 or k_hi < k_lo:
+        return math.nan, math.nan, (k_lo, k_hi)
+    k = np.arange(k_lo, k_hi + 1, dtype=float)
+    v = lam[k_lo - 1 : k_hi]
+    good = np.isfinite(v) & (v > 0)
+    if good.sum() < 3:
+        return math.nan, math.nan, (k_lo, k_hi)
+    slope, intercept = np.polyfit(np.log(k[good]), np.log(v[good]), 1)
+    return float(slope), float(intercept), (k_lo, k_hi)
+
+
+def spectrum(
+    results: Mapping,
+    path: str | Path | None = None,
+    *,
+    ax: Sequence[Axes] | None = None,
+    fit_range: tuple[int, int] | None = None,
+) -> Figure:
+    """The kernel spectrum on the pool and where the target's power sits.
+
+    Left: λ_k against k (log-log) with a power-law fit over ``fit_range`` (default: the middle
+    of the spectrum, see :func:`fit_power_law`); the fitted exponent is in the legend. Right: the
+    cumulative target power Σ_{j≤k} y_j² / target_power and, for comparison, the cumulative kernel
+    trace Σ_{j≤k} λ_j / trace, against k. ``ax``: a pair of Axes.
+    """
+    fig, axs = _axes(ax, 2, (12.0, 4.6))
+    a1 = axs[0]
+    a2 = axs[1] if len(axs) > 1 else None
+    spec = results.get("spectrum") or {}
+    lam = _arr(spec.get("eigenvalues"))
+    y2 = _arr(spec.get("target_coefficients_sq"))
+    if lam is not None and lam.size:
+        k = np.arange(1, lam.size + 1)
+        a1.plot(k, _positive(lam), "-", color="tab:blue", lw=1.8, gid="eigenvalues",
+                label=r"$\lambda_k$ (operator eigenvalue $w_k/N$)")
+        slope, icpt, (k_lo, k_hi) = fit_power_law(lam, fit_range)
+        if math.isfinite(slope):
+            kk = np.geomspace(k_lo, k_hi, 50)
+            a1.plot(kk, np.exp(icpt) * kk**slope, "--", color="tab:red", lw=1.6, gid="fit",
+                    label=f"fit k = {k_lo}–{k_hi}: " + rf"$\lambda_k \propto k^{{{slope:.2f}}}$"
+                    + f"  (α = {-slope - 1:.2f})")
+            a1.axvspan(k_lo, k_hi, color="tab:red", alpha=0.06, lw=0)
+        a1.legend(loc="lower left", fontsize=8, framealpha=0.9)
+        a1.set_xscale("log")
+        a1.set_yscale("log")
+    else:
+        _no_data(a1, "eigenvalues")
+    a1.set_xlabel("mode index k")
+    a1.set_ylabel(r"eigenvalue $\lambda_k$  (kernel units)")
+    a1.grid(True, which="major", alpha=0.3)
+
+    if a2 is not None:
+        drawn = False
+        if y2 is not None and y2.size:
+            tp = _num(spec.get("target_power"))
+            if not (math.isfinite(tp) and tp > 0):
+                tp = float(np.nansum(y2))
+            k2 = np.arange(1, y2.size + 1)
+            a2.plot(k2, np.nancumsum(y2) / tp, "-", color="tab:purple", lw=2, gid="target_power",
+                    label=r"target power $\Sigma_{j\leq k}\, y_j^2 \,/\, \langle y^2 \rangle_\mu$")
+            drawn = True
+        if lam is not None and lam.size:
+            tr = _num(spec.get("trace"))
+            if not (math.isfinite(tr) and tr > 0):
+                tr = float(np.nansum(lam))
+            a2.plot(np.arange(1, lam.size + 1), np.nancumsum(np.nan_to_num(lam)) / tr, "--",
+                    color="tab:blue", lw=1.4, gid="trace_fraction",
+                    label=r"kernel trace $\Sigma_{j\leq k} \lambda_j \,/\, \mathrm{tr}\,K/N$")
+            drawn = True
+        if drawn:
+            a2.axhline(1.0, color="0.5", lw=0.8, ls=":")
+            a2.set_xscale("log")
+            a2.set_ylim(0, 1.05)
+            a2.legend(loc="lower right", fontsize=8, framealpha=0.9)
+        else:
+            _no_data(a2, "target coefficients")
+        a2.set_xlabel("mode index k")
+        a2.set_ylabel("cumulative fraction")
+        a2.grid(True, which="major", alpha=0.3)
+    title = _title(results, "Spectrum")
+    clipped = _num(spec.get("clipped_mass"))
+    if math.isfinite(clipped) and clipped > 0:
+        title += f"; clipped negative mass {_fmt(clipped)}"
+    if ax is None:
+        fig.suptitle(title, fontsize=10)
+    else:
+        a1.set_title(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_all(results: Mapping, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``learning_curves.png``, ``threshold_sweep.png``, ``ridge_flow.png`` and
+    ``spectrum.png`` into ``out_dir`` (created if needed); return ``{name: path}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, fn in (("learning_curves", learning_curves), ("threshold_sweep", threshold_sweep),
+                     ("ridge_flow", ridge_flow), ("spectrum", spectrum)):
+        p = out / f"{name}.png"
+        fn(results, p)
+        written[name] = p
+    return written
