@@ -1,1 +1,89 @@
-"""rgjax."""
+"""rgjax — Wilsonian renormalization-group theory of NNGP regression in JAX.
+
+Build an NNGP kernel, diagonalise it on a pool of data, integrate out the unlearnable modes,
+follow the flow of the ridge σ², predict the learning curve and compare it with exact GP
+regression — all differentiable. Source: Howard, Jefferson, Maiti & Ringel, *Wilsonian
+Renormalization of Neural Network Gaussian Processes* (arXiv:2405.06008).
+
+Conventions (THEORY.md): operator eigenvalues ``λ_k = eig(K)/N``, features ``φ_k(x_i) = √N v_k[i]``,
+target coefficients ``y_k = v_kᵀ y/√N``; the learnability cutoff ``κ*(η, T)`` is the first mode
+from the top with ``L_k < T``. Spectra and theories want float64: call
+``jax.config.update("jax_enable_x64", True)`` before creating arrays (the ``rgjax`` command does).
+
+Public API
+----------
+Kernels (:mod:`rgjax.kernels`): :func:`fc`, :func:`serial`, layers :class:`Dense`, :class:`Relu`,
+:class:`Erf`, :class:`LeakyRelu`, :class:`Abs`, :class:`Identity`, :class:`Elementwise`,
+:class:`Conv`, :class:`GlobalAvgPool`, :class:`Flatten`; :func:`gram`, :func:`from_kernel_fn`.
+
+Spectrum (:mod:`rgjax.spectrum`): :class:`Spectrum`, :func:`from_gram`, :func:`from_eigenvalues`,
+:func:`powerlaw`.
+
+RG (:mod:`rgjax.rg`): :func:`ridge_flow`, :func:`learnability`, :func:`cutoff`,
+:func:`effective_ridge`, :func:`eta_max`, :func:`input_dependent_ridge`.
+
+Theories (:mod:`rgjax.theory`): :func:`mse_ek`, :func:`mse_rg`, :func:`mse_spectral_bias`,
+:func:`kappa`, :func:`eigenlearning`.
+
+Data and experiment (:mod:`rgjax.datasets`, :mod:`rgjax.empirical`): :func:`load_task`,
+:class:`Task`, :func:`learning_curve`, :func:`gp_posterior_mean`, :class:`LearningCurve`.
+
+Figures live in :mod:`rgjax.plotting`, the ``rgjax curve`` pipeline in :mod:`rgjax.experiment`.
+"""
+
+from rgjax._validate import RgjaxWarning
+from rgjax.datasets import Task, load_task
+from rgjax.empirical import LearningCurve, gp_posterior_mean, learning_curve
+from rgjax.kernels import (
+    Abs,
+    Conv,
+    Dense,
+    Elementwise,
+    Erf,
+    Flatten,
+    GlobalAvgPool,
+    Identity,
+    Kernel,
+    LeakyRelu,
+    Relu,
+    fc,
+    from_kernel_fn,
+    gram,
+    serial,
+)
+from rgjax.rg import (
+    Cutoff,
+    cutoff,
+    effective_ridge,
+    eta_max,
+    input_dependent_ridge,
+    learnability,
+    ridge_flow,
+)
+from rgjax.spectrum import Spectrum, from_eigenvalues, from_gram, powerlaw
+from rgjax.theory import (
+    Eigenlearning,
+    eigenlearning,
+    kappa,
+    mse_ek,
+    mse_rg,
+    mse_spectral_bias,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RgjaxWarning",
+    # kernels
+    "Kernel", "Dense", "Relu", "Erf", "LeakyRelu", "Abs", "Identity", "Elementwise", "Conv",
+    "GlobalAvgPool", "Flatten", "serial", "fc", "gram", "from_kernel_fn",
+    # spectrum
+    "Spectrum", "from_gram", "from_eigenvalues", "powerlaw",
+    # rg
+    "Cutoff", "ridge_flow", "learnability", "cutoff", "effective_ridge", "eta_max",
+    "input_dependent_ridge",
+    # theory
+    "Eigenlearning", "mse_ek", "mse_rg", "mse_spectral_bias", "kappa", "eigenlearning",
+    # data and experiment
+    "Task", "load_task", "LearningCurve", "learning_curve", "gp_posterior_mean",
+]
