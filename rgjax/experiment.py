@@ -34,6 +34,7 @@ LABELS = {
     "rg": "RG (paper)",
     "rg_dof": "RG+dof (rgjax §3b)",
     "spectral_bias": "spectral bias",
+    "rg_reweighted": "RG, input-dep. ridge",
 }
 
 
@@ -246,6 +247,17 @@ def run_curve(cfg: CurveConfig, out: str | os.PathLike, *, progress: bool = True
     theories = theory_curves(spec, etas, cfg.sigma2, cfg.thresholds)
     timings["theory"] = time.perf_counter() - t0
 
+    # Non-Gaussian features (THEORY §5): the input-dependent ridge reweights the lesser theory.
+    from rgjax import nongaussian
+
+    t0 = time.perf_counter()
+    theories["rg_reweighted"] = {
+        f"{cfg.threshold:g}": {"mse": nongaussian.mse_reweighted(spec, task.y, etas, cfg.sigma2,
+                                                                 cfg.threshold)}
+    }
+    flow_fn = nongaussian.functional_flow(spec, cfg.sigma2)
+    timings["functional_rg"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     curve = empirical.learning_curve(K, task.y, etas, cfg.sigma2, trials=cfg.trials,
                                      key=jax.random.key(cfg.seed), progress=progress,
@@ -253,9 +265,10 @@ def run_curve(cfg: CurveConfig, out: str | os.PathLike, *, progress: bool = True
     timings["empirical"] = time.perf_counter() - t0
 
     emp = np.asarray(curve.mse_pool)
-    fid = {k: fidelity(_main(theories, k, cfg.threshold), emp) for k in THEORIES}
+    fid = {k: fidelity(_main(theories, k, cfg.threshold), emp) for k in THEORIES + ("rg_reweighted",)}
     slopes = {"empirical": loglog_slope(etas, emp)}
-    slopes.update({k: loglog_slope(etas, _main(theories, k, cfg.threshold)) for k in THEORIES})
+    slopes.update({k: loglog_slope(etas, _main(theories, k, cfg.threshold))
+                   for k in THEORIES + ("rg_reweighted",)})
 
     kap = _flow_points(spec.n_modes)
     from rgjax import rg
@@ -279,6 +292,7 @@ def run_curve(cfg: CurveConfig, out: str | os.PathLike, *, progress: bool = True
         "empirical": curve.to_dict() | {"mse_pool": emp, "trials": cfg.trials},
         "theory": theories,
         "ridge_flow": {"kappa": kap, "sigma2": flow},
+        "functional_flow": flow_fn.to_dict(),
         "fidelity": fid,
         "slopes": slopes,
         "timings": timings,
@@ -317,6 +331,8 @@ def format_table(results: dict) -> str:
         "spectral_bias": th["spectral_bias"],
         "ek": th["ek"],
     }
+    if "rg_reweighted" in th:
+        cols["rg_reweighted"] = th["rg_reweighted"][t]["mse"]
     head = f"{'eta':>6} {'empirical ± SE':>22} " + " ".join(f"{LABELS[k]:>19}" for k in cols)
     lines = [f"T = {t}, sigma2 = {cfg['sigma2']:g}, {emp['trials']} trials per eta", head,
              "-" * len(head)]

@@ -49,7 +49,8 @@ def test_curve_cli_end_to_end_and_resume(tmp_path, capsys):
         assert set(entry) == {"mse", "kappa", "sigma2_eff", "applicable", "eta_max"}
         # NaN is stored as null, exactly where the RG is not applicable
         assert [m is None for m in entry["mse"]] == [not a for a in entry["applicable"]]
-    assert set(res["fidelity"]) == {"ek", "rg", "rg_dof", "spectral_bias"}
+    assert set(res["fidelity"]) == {"ek", "rg", "rg_dof", "spectral_bias", "rg_reweighted"}
+    assert len(res["theory"]["rg_reweighted"]["0.5"]["mse"]) == 4 and "functional_flow" in res
     assert len(res["empirical"]["mse_pool"]) == 4 and len(res["empirical"]["mse_pool_se"]) == 4
     assert res["config"]["W_std"] == pytest.approx(2**0.5) and res["config"]["sigma2"] == 1e-8
     assert res["spectrum"]["n_modes"] == 160

@@ -1,0 +1,174 @@
+"""Non-Gaussian features: input-dependent ridge, functional RG flow, reweighted regression (THEORY §5).
+
+Without the Gaussian-feature assumption, integrating out the greater modes ``k > κ`` leaves the
+input-dependent ridge ``σ²_κ(x) = σ² + Σ_{k>κ} λ_k φ_k(x)²`` (:func:`rgjax.rg.input_dependent_ridge`).
+The lesser theory becomes a spatially reweighted regression: the kept coefficients minimise
+
+    Σ_{k≤κ} f_k²/(2λ_k) + (η/2) ⟨(f_<(x) − y(x))² / σ²_κ(x)⟩_μ,
+
+i.e. solve ``(Λ_<⁻¹ + η Φ_<ᵀ W Φ_< / N) f_< = η Φ_<ᵀ W y / N`` with ``W = diag(1/σ²_κ(x_i))``. With a
+constant weight ``1/(σ² + t_κ)`` this is exactly the Gaussian RG of THEORY §3; a non-constant weight
+couples modes that are orthogonal under μ.
+
+:func:`reweighted_coefficients` solves the lesser theory for a given cutoff;
+:func:`mse_reweighted` turns it into a learning-curve prediction at the RG cutoff ``κ*(η, T)``, to be
+shown beside :func:`rgjax.theory.mse_rg`; :func:`functional_flow` summarises the flow
+``σ²_{κ−1}(x) = σ²_κ(x) + λ_κ φ_κ(x)²`` over the pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rgjax._validate import check_eta, check_sigma2, check_threshold, concrete
+from rgjax.rg import _cutoff, input_dependent_ridge, tail_masses
+from rgjax.spectrum import Spectrum
+
+__all__ = ["reweighted_coefficients", "mse_reweighted", "FunctionalFlow", "functional_flow"]
+
+
+def _need_vectors(spec: Spectrum) -> None:
+    if not isinstance(spec, Spectrum):
+        raise TypeError(f"`spec` must be an rgjax Spectrum; got {type(spec).__name__}.")
+    if spec.eigenvectors is None:
+        raise ValueError("`spec` holds no eigenvectors; build it with rgjax.from_gram(K, y).")
+
+
+def reweighted_coefficients(
+    spec: Spectrum, y: Any, eta: float, kappa: int, ridge: Any
+) -> jax.Array:
+    """Kept coefficients ``f_<`` (shape ``(κ,)``) of the reweighted lesser theory.
+
+    Args:
+      spec: a spectrum with eigenvectors.
+      y: ``(N,)`` pool targets.
+      eta: training-set size η.
+      kappa: number of kept modes κ (``1 ≤ κ ≤ k``).
+      ridge: ``(N,)`` ridge profile ``σ²_κ(x_i)`` (e.g. :func:`rgjax.rg.input_dependent_ridge`),
+        or a scalar for the Gaussian RG.
+
+    Returns:
+      ``(κ,)`` the solution of ``(Λ_<⁻¹ + η Φ_<ᵀ W Φ_< / N) f = η Φ_<ᵀ W y / N``.
+    """
+    _need_vectors(spec)
+    n = spec.n_pool
+    phi = spec.features()[:, :kappa]  # (N, κ)
+    lam = spec.eigenvalues[:kappa]
+    w = jnp.broadcast_to(1.0 / jnp.asarray(ridge), (n,))
+    # Scale rows by √λ so the system is I + √Λ A √Λ: well conditioned even when λ_κ is tiny.
+    s = jnp.sqrt(lam)
+    a = (phi * w[:, None]).T @ phi * (eta / n)
+    b = (phi * w[:, None]).T @ jnp.asarray(y) * (eta / n)
+    m = jnp.eye(kappa, dtype=a.dtype) + s[:, None] * a * s[None, :]
+    return s * jnp.linalg.solve(m, s * b)
+
+
+def mse_reweighted(
+    spec: Spectrum, y: Any, eta: Any, sigma2: float, threshold: float = 0.5
+) -> np.ndarray:
+    """Learning curve of the input-dependent-ridge (functional) RG, beside :func:`mse_rg`.
+
+    At each η the cutoff is the Gaussian RG's ``κ*(η, T)`` (THEORY §3). The kept modes are fitted
+    by the reweighted regression with ``W = 1/σ²_{κ*}(x_i)``; the greater modes are treated exactly as
+    in the Gaussian RG (EK factor with ``σ²_eff``), so that a constant ridge profile reproduces
+    :func:`rgjax.theory.mse_rg` identically:
+
+        MSE = Σ_{k≤κ*} (f_k − y_k)² + Σ_{k>κ*} (σ²_eff/(σ²_eff + ηλ_k))² y_k²  (+ residual power).
+
+    Args:
+      spec: spectrum with eigenvectors (from :func:`rgjax.from_gram`).
+      y: ``(N,)`` the pool targets the spectrum was built with.
+      eta: scalar or ``(E,)`` training-set sizes.
+
+    Returns:
+      numpy array of ``eta``'s shape; NaN where the Gaussian RG is not applicable.
+    """
+    _need_vectors(spec)
+    check_eta(eta)
+    check_sigma2(sigma2)
+    check_threshold(threshold)
+    y = jnp.asarray(y, spec.eigenvalues.dtype)
+    if y.shape != (spec.n_pool,):
+        raise ValueError(f"`y` must have shape ({spec.n_pool},) like the pool; got {y.shape}.")
+    etas = np.atleast_1d(np.asarray(eta, float))
+    cut = _cutoff(spec, jnp.asarray(etas), sigma2, threshold, False)
+    t = np.asarray(tail_masses(spec))
+    lam = spec.eigenvalues
+    yk2 = spec.target_coefficients**2
+    out = np.full(etas.shape, np.nan)
+    # A loop over η only: κ* changes the size of the lesser system from one η to the next.
+    for i, (e, kap, ok) in enumerate(zip(etas, np.asarray(cut.kappa), np.asarray(cut.applicable))):
+        if not ok:
+            continue
+        kap = int(kap)
+        r_eff = sigma2 + (t[kap - 1] if kap > 0 else float(spec.trace))
+        greater = jnp.sum(((r_eff / (r_eff + e * lam[kap:])) ** 2) * yk2[kap:]) + spec.residual_power
+        if kap == 0:
+            out[i] = float(greater)
+            continue
+        ridge = input_dependent_ridge(spec, sigma2, kap)
+        f = reweighted_coefficients(spec, y, e, kap, ridge)
+        out[i] = float(jnp.sum((f - spec.target_coefficients[:kap]) ** 2) + greater)
+    return out.reshape(np.shape(eta))
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionalFlow:
+    """Distribution of the input-dependent ridge over the pool along the flow.
+
+    Attributes:
+      kappa: ``(m,)`` cutoffs.
+      mean: ``(m,)`` pool mean of ``σ²_κ(x)`` (= the Gaussian ``σ² + t_κ``).
+      quantiles: ``(m, q)`` pool quantiles of ``σ²_κ(x)`` at ``levels``.
+      levels: ``(q,)`` quantile levels.
+      cv: ``(m,)`` coefficient of variation std/mean of ``σ²_κ(x) − σ²`` over the pool: 0 for
+        Gaussian-like (spatially uniform) tails.
+    """
+
+    kappa: np.ndarray
+    mean: np.ndarray
+    quantiles: np.ndarray
+    levels: np.ndarray
+    cv: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in dataclasses.fields(self)}
+
+
+def functional_flow(
+    spec: Spectrum,
+    sigma2: float,
+    kappas: Sequence[int] | None = None,
+    levels: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
+) -> FunctionalFlow:
+    """Summarise ``σ²_κ(x_i)`` over the pool for a sequence of cutoffs (THEORY §5 functional flow).
+
+    Args:
+      kappas: cutoffs (default: 40 log-spaced values in ``[0, k − 1]``).
+      levels: quantile levels reported per κ.
+    """
+    _need_vectors(spec)
+    check_sigma2(sigma2)
+    if kappas is None:
+        top = max(spec.n_modes - 1, 1)
+        kappas = np.unique(np.concatenate([[0], np.geomspace(1, top, 40).astype(int)]))
+    kap = np.asarray(kappas)
+    if concrete(kap) is None or kap.dtype.kind not in "iu":
+        raise ValueError("`kappas` must be a sequence of integers.")
+    ridge = np.asarray(input_dependent_ridge(spec, sigma2, jnp.asarray(kap)))  # (m, N)
+    excess = ridge - sigma2
+    mean_excess = excess.mean(axis=1)
+    cv = np.where(mean_excess > 0, excess.std(axis=1) / np.where(mean_excess > 0, mean_excess, 1), 0)
+    return FunctionalFlow(
+        kappa=kap,
+        mean=ridge.mean(axis=1),
+        quantiles=np.quantile(ridge, np.asarray(levels), axis=1).T,
+        levels=np.asarray(levels, float),
+        cv=cv,
+    )
