@@ -41,6 +41,11 @@ __all__ = [
     "ridge_flow",
     "spectrum",
     "plot_all",
+    # feature-mode Gaussianity (rgjax.gaussianity)
+    "gaussianity_pair",
+    "gaussianity_tails",
+    "gaussianity_sweep_plot",
+    "plot_gaussianity",
 ]
 
 #: Legend labels of the curves, by results key. The corrected RG is rgjax's own extension.
@@ -735,6 +740,254 @@ def plot_all(results: Mapping, out_dir: str | Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for name, fn in (("learning_curves", learning_curves), ("threshold_sweep", threshold_sweep),
                      ("ridge_flow", ridge_flow), ("spectrum", spectrum)):
+        p = out / f"{name}.png"
+        fn(results, p)
+        written[name] = p
+    return written
+
+
+# ==============================================================================================
+# Feature-mode Gaussianity figures (paper Figs. 2 and 5, THEORY §6), drawn from the dict that
+# :func:`rgjax.gaussianity.run_gaussianity` writes to ``gaussianity.json``. Mode numbers k are
+# 1-based. The JSON holds the raw feature values φ_k(x_i) of the displayed modes only.
+
+_GAUSS_STYLE = dict(color="tab:blue", ls="--", lw=1.8)
+_CAUCHY_STYLE = dict(color="tab:red", ls="-", lw=1.6)
+
+
+def _gauss_pdf(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+
+
+def _cauchy_pdf(x: np.ndarray, loc: float, scale: float) -> np.ndarray:
+    return 1.0 / (math.pi * scale * (1.0 + ((x - loc) / scale) ** 2))
+
+
+def _mode_entry(block: Mapping, i: int) -> dict[str, float]:
+    """The i-th mode of a ``pair``/``tails`` block as scalars (NaN where missing)."""
+    keys = ("modes", "gauss_mean", "gauss_std", "cauchy_loc", "cauchy_scale", "loglik_gauss",
+            "loglik_cauchy", "ks_gauss", "ks_cauchy", "excess_kurtosis", "eigenvalues")
+    out = {}
+    for k in keys:
+        v = block.get(k)
+        out[k] = _num(v[i]) if isinstance(v, Sequence) and len(v) > i else math.nan
+    return out
+
+
+def gaussianity_pair(results: Mapping, path: str | Path | None = None) -> Figure:
+    """Paper Fig. 2: joint scatter of two low feature modes, marginal histograms, Gaussian fits.
+
+    Points are coloured by target (class) when ``pair.targets`` is present. Each marginal shows
+    the histogram (density) of φ_k and the maximum-likelihood Gaussian; the legend gives its
+    mean log-likelihood, KS statistic and the excess kurtosis of the sample.
+    """
+    fig = Figure(figsize=(7.2, 7.0), layout="constrained")
+    gs = fig.add_gridspec(2, 2, width_ratios=(4, 1.3), height_ratios=(1.3, 4))
+    ax = fig.add_subplot(gs[1, 0])
+    hx = fig.add_subplot(gs[0, 0], sharex=ax)
+    hy = fig.add_subplot(gs[1, 1], sharey=ax)
+    blk = results.get("pair") or {}
+    feats = blk.get("features")
+    if not (isinstance(feats, Sequence) and len(feats) >= 2):
+        _no_data(ax, "pair features")
+        fig.suptitle(_title(results, "Feature modes"), fontsize=10)
+        return _finish(fig, path)
+    a, b = _arr(feats[0]), _arr(feats[1])
+    ea, eb = _mode_entry(blk, 0), _mode_entry(blk, 1)
+    ka, kb = int(ea["modes"]), int(eb["modes"])
+    tgt = _arr(blk.get("targets"))
+    classes = list(_get(results, "task", "classes", default=[]) or [])
+    if tgt is not None and tgt.shape == a.shape and np.unique(tgt).size <= 10:
+        for j, val in enumerate(np.unique(tgt)[::-1]):
+            sel = tgt == val
+            name = (f"class {classes[j]} (y = {val:+g})" if len(classes) == np.unique(tgt).size
+                    else f"y = {val:+g}")
+            ax.scatter(a[sel], b[sel], s=5, alpha=0.45, lw=0, color=f"C{j + 2}", label=name,
+                       rasterized=True)
+        ax.legend(loc="upper right", fontsize=8, markerscale=2.5, framealpha=0.9)
+    else:
+        ax.scatter(a, b, s=5, alpha=0.45, lw=0, color="0.25", rasterized=True)
+    ax.set_xlabel(rf"$\phi_{{{ka}}}(x_i)$   (mode k = {ka})")
+    ax.set_ylabel(rf"$\phi_{{{kb}}}(x_i)$   (mode k = {kb})")
+    ax.grid(True, alpha=0.3)
+
+    def marginal(h: Axes, v: np.ndarray, e: dict, vertical: bool) -> None:
+        bins = min(60, max(10, int(np.sqrt(v.size))))
+        h.hist(v, bins=bins, density=True, color="0.7", orientation="horizontal" if vertical
+               else "vertical", label="data")
+        t = np.linspace(np.nanmin(v), np.nanmax(v), 400)
+        pdf = _gauss_pdf(t, e["gauss_mean"], e["gauss_std"])
+        if vertical:
+            h.plot(pdf, t, label="Gaussian fit (ML)", **_GAUSS_STYLE)
+            h.tick_params(axis="y", labelleft=False)
+            h.set_xlabel("density")
+        else:
+            h.plot(t, pdf, label="Gaussian fit (ML)", **_GAUSS_STYLE)
+            h.tick_params(axis="x", labelbottom=False)
+            h.set_ylabel("density")
+        h.grid(True, alpha=0.3)
+
+    marginal(hx, a, ea, False)
+    marginal(hy, b, eb, True)
+    # The empty corner holds the legend of the marginals and the fit statistics of both modes.
+    corner = fig.add_subplot(gs[0, 1])
+    corner.axis("off")
+    handles, labels = hx.get_legend_handles_labels()
+    corner.legend(handles, labels, loc="upper left", fontsize=7.5, frameon=False,
+                  borderaxespad=0.0)
+    stats = "\n".join(
+        f"k = {int(e['modes'])}:  ℓ$_G$ = {e['loglik_gauss']:.3f}\n"
+        f"    KS$_G$ = {e['ks_gauss']:.3f}\n    ex. kurtosis = {e['excess_kurtosis']:.2f}"
+        for e in (ea, eb))
+    corner.text(0.0, 0.0, stats + "\n(ℓ: mean log-lik. per point)", transform=corner.transAxes,
+                fontsize=7.5, va="bottom", ha="left", linespacing=1.25)
+    fig.suptitle(_title(results, f"Feature modes k = {ka}, {kb} (Fig. 2)"), fontsize=10)
+    return _finish(fig, path)
+
+
+def gaussianity_tails(results: Mapping, path: str | Path | None = None, *,
+                      ax: Sequence[Axes] | None = None) -> Figure:
+    """Paper Fig. 5: histograms of high-k feature modes with the Gaussian and Cauchy fits.
+
+    One panel per mode in ``tails``, density on a log axis (down to one count per bin) so the
+    tails are visible; the legend gives each fit's mean log-likelihood ℓ and KS statistic.
+    ``ax``: a sequence of Axes, one per mode.
+    """
+    blk = results.get("tails") or {}
+    feats = blk.get("features") if isinstance(blk.get("features"), Sequence) else []
+    m = max(1, len(feats))
+    fig, axs = _axes(ax, m, (4.4 * m, 4.3))
+    if not feats:
+        _no_data(axs[0], "tail-mode features")
+    for i, v in enumerate(feats[: len(axs)]):
+        a, v = axs[i], _arr(v)
+        e = _mode_entry(blk, i)
+        v = v[np.isfinite(v)]
+        bins = min(80, max(15, int(2 * np.sqrt(v.size))))
+        counts, edges, _ = a.hist(v, bins=bins, density=True, color="0.72", label="data")
+        t = np.linspace(edges[0], edges[-1], 800)
+        a.plot(t, _gauss_pdf(t, e["gauss_mean"], e["gauss_std"]),
+               label=f"Gaussian: ℓ = {e['loglik_gauss']:.3f}, KS = {e['ks_gauss']:.3f}",
+               **_GAUSS_STYLE)
+        a.plot(t, _cauchy_pdf(t, e["cauchy_loc"], e["cauchy_scale"]),
+               label=f"Cauchy: ℓ = {e['loglik_cauchy']:.3f}, KS = {e['ks_cauchy']:.3f}",
+               **_CAUCHY_STYLE)
+        a.set_yscale("log")
+        floor = 1.0 / (v.size * (edges[1] - edges[0]))  # density of a single point in one bin
+        top = max(float(np.nanmax(counts)), float(_cauchy_pdf(np.array(e["cauchy_loc"]),
+                                                               e["cauchy_loc"], e["cauchy_scale"])))
+        a.set_ylim(0.3 * floor, 40.0 * top)  # headroom above the peak for the legend
+        better = "Cauchy" if e["loglik_cauchy"] > e["loglik_gauss"] else "Gaussian"
+        a.set_title(f"k = {int(e['modes'])}  (λ_k = {_fmt(e['eigenvalues'])}); "
+                    f"ex. kurtosis {e['excess_kurtosis']:.3g}\nbetter fit: {better}", fontsize=9)
+        a.set_xlabel(rf"$\phi_{{{int(e['modes'])}}}(x_i)$")
+        a.set_ylabel("density (log)")
+        a.legend(fontsize=7, loc="upper right", framealpha=0.9)
+        a.grid(True, which="major", alpha=0.3)
+    title = _title(results, "High-k feature modes (Fig. 5)")
+    if ax is None:
+        fig.suptitle(title, fontsize=10)
+    else:
+        axs[0].set_title(title + "\n" + axs[0].get_title(), fontsize=9)
+    return _finish(fig, path)
+
+
+def gaussianity_sweep_plot(results: Mapping, path: str | Path | None = None, *,
+                           ax: Sequence[Axes] | None = None) -> Figure:
+    """Gaussian vs Cauchy across the spectrum (paper's appendix on Figs. 2 and 5).
+
+    Top: mean log-likelihood difference ℓ_Cauchy − ℓ_Gauss against k (log x), positive where the
+    Cauchy fit is better, with the crossover (start of the final Cauchy-better run) marked.
+    Middle: KS statistic of each fit. Bottom: excess kurtosis (symlog y; 0 for a Gaussian, +∞
+    for a Cauchy population). ``ax``: three Axes.
+    """
+    if ax is None:
+        fig = Figure(figsize=(7.5, 8.6), layout="constrained")
+        axs = list(fig.subplots(3, 1, sharex=True))
+    else:
+        fig, axs = _axes(ax, 3, (7.5, 8.6))
+    sw = results.get("sweep") or {}
+    k = _arr(sw.get("modes"))
+    if k is None or k.size == 0:
+        for a in axs:
+            _no_data(a, "sweep")
+        return _finish(fig, path)
+    lg, lc = _arr(sw.get("loglik_gauss")), _arr(sw.get("loglik_cauchy"))
+    d = lc - lg
+    cross = results.get("crossover")
+    a1 = axs[0]
+    a1.axhline(0.0, color="0.4", lw=0.9)
+    a1.plot(k, d, "-", color="0.5", lw=1.0, zorder=1)
+    c = d > 0
+    a1.scatter(k[c], d[c], color=_CAUCHY_STYLE["color"], s=22, zorder=3, label="Cauchy fits better")
+    a1.scatter(k[~c], d[~c], color=_GAUSS_STYLE["color"], s=22, zorder=3,
+               label="Gaussian fits better")
+    # Modes added by the refinement around the crossover (every mode in that bracket): small dots.
+    ref = results.get("refined") or {}
+    rk = _arr(ref.get("modes"))
+    if rk is not None and rk.size:
+        rd = _arr(ref.get("loglik_cauchy")) - _arr(ref.get("loglik_gauss"))
+        extra = ~np.isin(rk, k)
+        if extra.any():
+            a1.scatter(rk[extra], rd[extra], s=5, zorder=2, lw=0,
+                       color=np.where(rd[extra] > 0, _CAUCHY_STYLE["color"], _GAUSS_STYLE["color"]),
+                       alpha=0.6, label=f"every mode near the crossover ({int(extra.sum())})")
+    a1.set_ylabel(r"$\ell_{\rm Cauchy} - \ell_{\rm Gauss}$ (per point)")
+    if len(axs) > 1:
+        a2 = axs[1]
+        kg, kc = _arr(sw.get("ks_gauss")), _arr(sw.get("ks_cauchy"))
+        if kg is not None and kg.shape == k.shape:
+            a2.plot(k, kg, marker="o", ms=3.5, label="KS, Gaussian fit",
+                    **{**_GAUSS_STYLE, "lw": 1.2})
+        if kc is not None and kc.shape == k.shape:
+            a2.plot(k, kc, marker="s", ms=3.5, label="KS, Cauchy fit",
+                    **{**_CAUCHY_STYLE, "lw": 1.2})
+        a2.set_ylabel("KS statistic")
+        a2.set_ylim(bottom=0)
+        a2.legend(fontsize=8, loc="upper center", framealpha=0.9)
+    if len(axs) > 2:
+        a3 = axs[2]
+        ku = _arr(sw.get("excess_kurtosis"))
+        if ku is not None and ku.shape == k.shape:
+            a3.plot(k, ku, "o-", color="tab:purple", ms=3.5, lw=1.2, label="excess kurtosis")
+        a3.axhline(0.0, color="0.4", lw=0.9, label="Gaussian (0)")
+        a3.set_yscale("symlog", linthresh=1.0)
+        lo = float(np.nanmin(ku)) if ku is not None and np.isfinite(ku).any() else 0.0
+        a3.set_ylim(bottom=min(-1.5, 1.5 * lo))  # excess kurtosis is >= -2 for any sample
+        a3.set_ylabel("excess kurtosis (symlog)")
+        a3.legend(fontsize=8, loc="upper left", framealpha=0.9)
+    for a in axs:
+        a.set_xscale("log")
+        a.grid(True, which="major", alpha=0.3)
+        if cross is not None:
+            a.axvline(float(cross), color="k", ls=":", lw=1.3, gid="crossover",
+                      label=f"crossover k = {int(cross)}" if a is a1 else None)
+    a1.legend(fontsize=8, loc="upper left", framealpha=0.9)
+    axs[-1].set_xlabel("mode index k (1-based)")
+    n_pool = _get(results, "task", "n_pool")
+    cs = results.get("crossover_sweep")
+    sub = "crossover: none in the sweep" if cross is None else f"crossover k = {int(cross)}"
+    if cross is not None and cs is not None and cs != cross:
+        sub += f" (log sweep alone: {int(cs)})"
+    if n_pool:
+        sub += f" of N = {int(n_pool)}"
+    title = _title(results, "Gaussian vs Cauchy feature modes") + "\n" + sub
+    if ax is None:
+        fig.suptitle(title, fontsize=10)
+    else:
+        a1.set_title(title, fontsize=9)
+    return _finish(fig, path)
+
+
+def plot_gaussianity(results: Mapping, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``gaussianity_pair.png``, ``gaussianity_tails.png`` and ``gaussianity_sweep.png``
+    into ``out_dir`` from a ``gaussianity.json`` dict; return ``{name: path}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, fn in (("gaussianity_pair", gaussianity_pair),
+                     ("gaussianity_tails", gaussianity_tails),
+                     ("gaussianity_sweep", gaussianity_sweep_plot)):
         p = out / f"{name}.png"
         fn(results, p)
         written[name] = p

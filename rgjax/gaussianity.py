@@ -1,0 +1,791 @@
+"""Feature-mode Gaussianity diagnostics (paper Figs. 2 and 5, THEORY §6).
+
+For mode ``k`` the sample ``{φ_k(x_i)}_{i≤N}``, with ``φ_k(x_i) = √N v_k[i]`` (mean square 1 under
+the pool measure), is the *feature mode*. The paper's Gaussian-feature RG assumes these samples are
+Gaussian; Fig. 2 shows that low modes of real data roughly are, Fig. 5 that high modes are better
+described by a Cauchy distribution. This module quantifies both, vectorised over many modes:
+
+* :func:`fit_gaussian`, :func:`fit_cauchy` — maximum-likelihood fits of samples ``(N,)`` or of
+  ``m`` modes at once ``(N, m)``. The Cauchy MLE has no closed form: it starts from the median and
+  half the inter-quartile range (exact for a Cauchy population) and iterates a safeguarded Newton
+  method on the two score equations, falling back to a monotone (PX-)EM step whenever Newton would
+  not increase the likelihood. Everything is one jitted, vmapped ``lax.while_loop``.
+* :func:`gaussian_loglik`, :func:`cauchy_loglik`, :func:`ks_statistic`, :func:`excess_kurtosis`.
+* :func:`mode_diagnostics` — all of the above for chosen modes of a :class:`~rgjax.Spectrum`, as a
+  :class:`GaussianityReport`; :func:`gaussianity_sweep` over log-spaced modes; :func:`crossover`
+  (where the Cauchy fit takes over for good) and :func:`refine_sweep` (every mode around it).
+* :func:`run_gaussianity` — the ``rgjax gaussianity`` pipeline: task → kernel → spectrum →
+  diagnostics → ``gaussianity.json`` (atomic) + three figures + a printed table.
+
+**Mode numbers are 1-based** everywhere in this module (``k = 1`` is the top mode, as in the paper's
+``k``); ``k`` runs over ``1..spectrum.n_modes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import ndtr
+
+from rgjax._validate import warn
+
+__all__ = [
+    "GaussianityReport",
+    "fit_gaussian",
+    "fit_cauchy",
+    "gaussian_loglik",
+    "cauchy_loglik",
+    "ks_statistic",
+    "excess_kurtosis",
+    "mode_diagnostics",
+    "mode_features",
+    "sweep_modes",
+    "gaussianity_sweep",
+    "crossover",
+    "refine_sweep",
+    "default_high_modes",
+    "run_gaussianity",
+    "format_gaussianity_table",
+    "MIN_POINTS",
+]
+
+#: Fewest samples per mode accepted: below this neither fit nor a KS statistic means anything.
+MIN_POINTS = 8
+
+FAMILIES = ("gaussian", "cauchy")
+
+# Cauchy solver: relative step tolerance on (loc/scale, log scale) and the iteration cap. Newton
+# converges in ~5-10 steps from the quantile start; the cap only bites for pathological samples.
+_CAUCHY_TOL = 1e-12
+_CAUCHY_MAX_ITER = 500
+# Modes are processed in column chunks so a sweep over all N modes of a 10^4 pool stays in memory.
+_CHUNK = 256
+
+
+# ------------------------------------------------------------------------------------------------
+# samples → fits
+
+
+def _as_columns(samples: Any) -> tuple[jax.Array, bool]:
+    """``(N,)`` or ``(N, m)`` → ``(N, m)`` float array, and whether the input was 1-D."""
+    x = jnp.asarray(samples)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim not in (1, 2):
+        raise ValueError(f"`samples` must have shape (N,) or (N, m); got {x.shape}.")
+    one_d = x.ndim == 1
+    x = x[:, None] if one_d else x
+    if x.shape[0] < MIN_POINTS:
+        raise ValueError(
+            f"too few points: `samples` has N={x.shape[0]} per mode; the fits need at least "
+            f"{MIN_POINTS}."
+        )
+    if x.shape[1] == 0:
+        raise ValueError("`samples` holds no modes (shape (N, 0)).")
+    xn = np.asarray(x)
+    if not np.all(np.isfinite(xn)):
+        raise ValueError("`samples` contains NaN/Inf values.")
+    if np.any(np.ptp(xn, axis=0) == 0):
+        bad = np.flatnonzero(np.ptp(xn, axis=0) == 0).tolist()
+        raise ValueError(f"`samples` column(s) {bad[:10]} are constant: no scale can be fitted.")
+    return x, one_d
+
+
+def _out(a: jax.Array, one_d: bool) -> jax.Array:
+    return a[0] if one_d else a
+
+
+def fit_gaussian(samples: Any) -> tuple[jax.Array, jax.Array]:
+    """Maximum-likelihood Gaussian: ``(mean, std)`` with the 1/N (biased) variance.
+
+    Args:
+      samples: ``(N,)`` one sample or ``(N, m)`` m samples (columns).
+    Returns:
+      ``mean``, ``std``: scalars, or ``(m,)`` each.
+    """
+    x, one_d = _as_columns(samples)
+    mean = jnp.mean(x, axis=0)
+    std = jnp.sqrt(jnp.mean((x - mean) ** 2, axis=0))
+    return _out(mean, one_d), _out(std, one_d)
+
+
+def _cauchy_mean_loglik(params: jax.Array, x: jax.Array) -> jax.Array:
+    """Mean Cauchy log-density of ``x`` (N,) at ``params = (loc, log scale)``."""
+    m, t = params[0], params[1]
+    z = (x - m) * jnp.exp(-t)
+    return -jnp.log(jnp.pi) - t - jnp.mean(jnp.log1p(z * z))
+
+
+def _px_em_step(params: jax.Array, x: jax.Array) -> jax.Array:
+    # Cauchy = normal scale mixture; the E-step weight of point i is ∝ 1/(s² + r_i²). Dividing the
+    # weighted variance by Σw (parameter-expanded EM) instead of N keeps monotonicity and
+    # converges much faster; its fixed point is exactly the score equations' solution.
+    m, s2 = params[0], jnp.exp(2 * params[1])
+    w = 1.0 / (s2 + (x - m) ** 2)
+    m_new = jnp.sum(w * x) / jnp.sum(w)
+    s2_new = jnp.sum(w * (x - m_new) ** 2) / jnp.sum(w)
+    return jnp.stack([m_new, 0.5 * jnp.log(s2_new)])
+
+
+def _cauchy_start(x: jax.Array) -> jax.Array:
+    # Median and half the IQR are the population loc/scale of a Cauchy: a start inside the
+    # basin of the (unique, Copas 1975) maximum for any reasonable sample.
+    q25, med, q75 = jnp.quantile(x, jnp.array([0.25, 0.5, 0.75]))
+    spread = jnp.maximum(jnp.max(jnp.abs(x - med)), jnp.finfo(x.dtype).tiny)
+    # Ties can make the IQR zero (>=50% equal values); fall back to a small share of the range.
+    s0 = jnp.where(q75 > q25, 0.5 * (q75 - q25), 1e-3 * spread)
+    return jnp.stack([med, jnp.log(s0)])
+
+
+def _cauchy_grad_hess(p: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Gradient (2,) and Hessian (2, 2) of the mean Cauchy log-likelihood in (loc, log scale).
+
+    Written out (cheaper to compile than autodiff inside the vmapped loop); with z = (x−m)/s and
+    q = 1 + z²: ∂m = ⟨2z/q⟩/s, ∂t = ⟨2z²/q⟩ − 1, ∂mm = −⟨2(1−z²)/q²⟩/s², ∂mt = −⟨4z/q²⟩/s,
+    ∂tt = −⟨4z²/q²⟩.
+    """
+    s = jnp.exp(p[1])
+    z = (x - p[0]) / s
+    q = 1.0 + z * z
+    g = jnp.stack([jnp.mean(2 * z / q) / s, jnp.mean(2 * z * z / q) - 1.0])
+    hmm = -jnp.mean(2 * (1 - z * z) / q**2) / s**2
+    hmt = -jnp.mean(4 * z / q**2) / s
+    htt = -jnp.mean(4 * z * z / q**2)
+    return g, jnp.array([[hmm, hmt], [hmt, htt]])
+
+
+def _fit_cauchy_1d(x: jax.Array, tol: float = _CAUCHY_TOL, max_iter: int = _CAUCHY_MAX_ITER):
+    """Cauchy MLE of one sample (N,): ``(loc, scale, iterations, converged)``."""
+    tol = max(tol, 64 * float(jnp.finfo(x.dtype).eps))  # reachable in float32 too
+
+    def step(p):
+        g, h = _cauchy_grad_hess(p, x)
+        det = h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0]
+        neg_def = (h[0, 0] < 0) & (det > 0)
+        safe_det = jnp.where(neg_def, det, 1.0)
+        # Newton step −H⁻¹g for the 2×2 system, written out.
+        dn = -jnp.stack([h[1, 1] * g[0] - h[0, 1] * g[1],
+                         h[0, 0] * g[1] - h[1, 0] * g[0]]) / safe_det
+        p_newton = p + dn
+        f0, f1 = _cauchy_mean_loglik(p, x), _cauchy_mean_loglik(p_newton, x)
+        # Accept Newton only where the likelihood is locally concave and does not drop; otherwise
+        # the monotone EM step (slow but safe) moves towards the basin of the maximum.
+        ok = neg_def & jnp.all(jnp.isfinite(p_newton)) & (f1 >= f0 - 1e-15 * jnp.abs(f0))
+        return jnp.where(ok, p_newton, _px_em_step(p, x))
+
+    def size(p_new, p_old):
+        d = p_new - p_old
+        return jnp.maximum(jnp.abs(d[0]) * jnp.exp(-p_new[1]), jnp.abs(d[1]))
+
+    def cond(state):
+        _, i, delta = state
+        return (i < max_iter) & (delta > tol)
+
+    def body(state):
+        p, i, _ = state
+        p_new = step(p)
+        return p_new, i + 1, size(p_new, p)
+
+    p0 = _cauchy_start(x)
+    p, n_iter, delta = jax.lax.while_loop(cond, body, (p0, 0, jnp.asarray(jnp.inf, x.dtype)))
+    return p[0], jnp.exp(p[1]), n_iter, delta <= tol
+
+
+def _ks_1d(x: jax.Array, cdf: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    n = x.shape[0]
+    c = cdf(jnp.sort(x))
+    i = jnp.arange(1, n + 1, dtype=c.dtype)
+    return jnp.maximum(jnp.max(i / n - c), jnp.max(c - (i - 1) / n))
+
+
+def _diagnose_1d(x: jax.Array) -> dict[str, jax.Array]:
+    """Every per-mode number for one sample (N,) — the body of the vmapped, jitted core."""
+    mean = jnp.mean(x)
+    r = x - mean
+    m2 = jnp.mean(r * r)
+    std = jnp.sqrt(m2)
+    loc, scale, iters, conv = _fit_cauchy_1d(x)
+    zc = (x - loc) / scale
+    return dict(
+        mean_square=jnp.mean(x * x),
+        gauss_mean=mean,
+        gauss_std=std,
+        cauchy_loc=loc,
+        cauchy_scale=scale,
+        # at the Gaussian MLE ⟨z²⟩ = 1 exactly; the explicit mean keeps it honest for any input
+        loglik_gauss=-0.5 * jnp.log(2 * jnp.pi) - jnp.log(std) - 0.5 * jnp.mean(r * r) / m2,
+        loglik_cauchy=-jnp.log(jnp.pi) - jnp.log(scale) - jnp.mean(jnp.log1p(zc * zc)),
+        ks_gauss=_ks_1d(x, lambda t: ndtr((t - mean) / std)),
+        ks_cauchy=_ks_1d(x, lambda t: 0.5 + jnp.arctan((t - loc) / scale) / jnp.pi),
+        excess_kurtosis=jnp.mean(r**4) / m2**2 - 3.0,
+        cauchy_iterations=iters,
+        cauchy_converged=conv,
+    )
+
+
+_diagnose_columns = jax.jit(jax.vmap(_diagnose_1d, in_axes=1))
+
+
+def _bucket(m: int) -> int:
+    # Column counts are padded to a power of two (≥ 4, ≤ _CHUNK) so that a run compiles the core
+    # for a handful of shapes, not once per number of modes.
+    return min(_CHUNK, max(4, 1 << (m - 1).bit_length()))
+
+
+def _diagnose_full(x: jax.Array) -> dict[str, np.ndarray]:
+    """:func:`_diagnose_1d` for every column of ``x`` (N, m), chunked and padded → numpy (m,)."""
+    parts = []
+    for i in range(0, x.shape[1], _CHUNK):
+        c = x[:, i : i + _CHUNK]
+        m = c.shape[1]
+        width = _bucket(m)
+        if width > m:  # pad with copies of the first column, dropped again below
+            c = jnp.concatenate([c, jnp.broadcast_to(c[:, :1], (c.shape[0], width - m))], axis=1)
+        parts.append({k: np.asarray(v)[:m] for k, v in _diagnose_columns(c).items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _cauchy_fit_full(x: jax.Array) -> tuple[np.ndarray, ...]:
+    """Cauchy MLE of the columns of ``x`` (N, m) → numpy (loc, scale, iterations, converged)."""
+    d = _diagnose_full(x)
+    return d["cauchy_loc"], d["cauchy_scale"], d["cauchy_iterations"], d["cauchy_converged"]
+
+
+def fit_cauchy(samples: Any) -> tuple[jax.Array, jax.Array]:
+    """Maximum-likelihood Cauchy: ``(loc, scale)``.
+
+    Args:
+      samples: ``(N,)`` one sample or ``(N, m)`` m samples (columns), all fitted at once.
+    Returns:
+      ``loc``, ``scale``: scalars, or ``(m,)`` each. Solved to a relative step of 1e-12 (see the
+      module docstring); a :class:`~rgjax.RgjaxWarning` names any column that did not converge.
+    """
+    x, one_d = _as_columns(samples)
+    loc, scale, _, conv = _cauchy_fit_full(x)
+    if not conv.all():
+        warn(f"Cauchy MLE did not converge for column(s) {np.flatnonzero(~conv)[:10].tolist()} "
+             f"within {_CAUCHY_MAX_ITER} iterations; the returned values are the last iterate.")
+    return _out(jnp.asarray(loc), one_d), _out(jnp.asarray(scale), one_d)
+
+
+# ------------------------------------------------------------------------------------------------
+# goodness of fit
+
+
+def _params(a: Any, m: int, name: str) -> jax.Array:
+    a = jnp.atleast_1d(jnp.asarray(a, dtype=jnp.result_type(float)))
+    if a.shape not in ((1,), (m,)):
+        raise ValueError(f"`{name}` must be a scalar or have shape ({m},); got {a.shape}.")
+    return jnp.broadcast_to(a, (m,))
+
+
+def gaussian_loglik(samples: Any, mean: Any, std: Any) -> jax.Array:
+    """Mean Gaussian log-density per point. ``samples`` (N,) or (N, m); params scalar or (m,)."""
+    x, one_d = _as_columns(samples)
+    mu, sd = _params(mean, x.shape[1], "mean"), _params(std, x.shape[1], "std")
+    z = (x - mu) / sd
+    ll = -0.5 * jnp.log(2 * jnp.pi) - jnp.log(sd) - 0.5 * jnp.mean(z * z, axis=0)
+    return _out(ll, one_d)
+
+
+def cauchy_loglik(samples: Any, loc: Any, scale: Any) -> jax.Array:
+    """Mean Cauchy log-density per point. ``samples`` (N,) or (N, m); params scalar or (m,)."""
+    x, one_d = _as_columns(samples)
+    m, s = _params(loc, x.shape[1], "loc"), _params(scale, x.shape[1], "scale")
+    z = (x - m) / s
+    ll = -jnp.log(jnp.pi) - jnp.log(s) - jnp.mean(jnp.log1p(z * z), axis=0)
+    return _out(ll, one_d)
+
+
+def _cdf(family: str, z: jax.Array) -> jax.Array:
+    if family == "gaussian":
+        return ndtr(z)
+    if family == "cauchy":
+        return 0.5 + jnp.arctan(z) / jnp.pi
+    raise ValueError(f"`family` must be one of {FAMILIES}; got {family!r}.")
+
+
+def ks_statistic(samples: Any, family: str, loc: Any, scale: Any) -> jax.Array:
+    """Kolmogorov–Smirnov statistic ``sup_x |F_N(x) − F(x)|`` against a fitted distribution.
+
+    Args:
+      samples: ``(N,)`` or ``(N, m)``.
+      family: ``"gaussian"`` (loc = mean, scale = std) or ``"cauchy"``.
+      loc, scale: scalars or ``(m,)``.
+    Returns:
+      Scalar or ``(m,)``. (Parameters are fitted on the same sample, so the usual KS p-values do not
+      apply; the statistic is a distance for comparing the two families.)
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"`family` must be one of {FAMILIES}; got {family!r}.")
+    x, one_d = _as_columns(samples)
+    n = x.shape[0]
+    mu, sd = _params(loc, x.shape[1], "loc"), _params(scale, x.shape[1], "scale")
+    cdf = _cdf(family, (jnp.sort(x, axis=0) - mu) / sd)
+    i = jnp.arange(1, n + 1, dtype=cdf.dtype)[:, None]
+    d = jnp.maximum(jnp.max(i / n - cdf, axis=0), jnp.max(cdf - (i - 1) / n, axis=0))
+    return _out(d, one_d)
+
+
+def excess_kurtosis(samples: Any) -> jax.Array:
+    """Excess kurtosis ``m4/m2² − 3`` (biased moments; 0 for a Gaussian, as scipy's default)."""
+    x, one_d = _as_columns(samples)
+    r = x - jnp.mean(x, axis=0)
+    m2 = jnp.mean(r**2, axis=0)
+    return _out(jnp.mean(r**4, axis=0) / m2**2 - 3.0, one_d)
+
+
+# ------------------------------------------------------------------------------------------------
+# reports on a spectrum
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=[
+        "modes", "eigenvalues", "mean_square", "gauss_mean", "gauss_std", "cauchy_loc",
+        "cauchy_scale", "loglik_gauss", "loglik_cauchy", "ks_gauss", "ks_cauchy",
+        "excess_kurtosis", "cauchy_iterations", "cauchy_converged",
+    ],
+    meta_fields=["n_points"],
+)
+@dataclasses.dataclass(frozen=True)
+class GaussianityReport:
+    """Per-mode diagnostics; every array has shape ``(m,)``, one entry per mode in ``modes``.
+
+    Attributes:
+      modes: 1-based mode numbers k (sorted as given).
+      eigenvalues: ``λ_k`` of those modes.
+      mean_square: ``(1/N) Σ_i φ_k(x_i)²`` (1 up to round-off: the normalisation check).
+      gauss_mean, gauss_std: Gaussian MLE.
+      cauchy_loc, cauchy_scale: Cauchy MLE.
+      loglik_gauss, loglik_cauchy: mean log-likelihood per point of each fit.
+      ks_gauss, ks_cauchy: KS statistic of the sample against each fitted CDF.
+      excess_kurtosis: ``m4/m2² − 3``.
+      cauchy_iterations, cauchy_converged: solver diagnostics.
+      n_points: N, the number of samples per mode (static).
+    """
+
+    modes: np.ndarray
+    eigenvalues: np.ndarray
+    mean_square: np.ndarray
+    gauss_mean: np.ndarray
+    gauss_std: np.ndarray
+    cauchy_loc: np.ndarray
+    cauchy_scale: np.ndarray
+    loglik_gauss: np.ndarray
+    loglik_cauchy: np.ndarray
+    ks_gauss: np.ndarray
+    ks_cauchy: np.ndarray
+    excess_kurtosis: np.ndarray
+    cauchy_iterations: np.ndarray
+    cauchy_converged: np.ndarray
+    n_points: int = 0
+
+    @property
+    def loglik_difference(self) -> np.ndarray:
+        """``(m,)`` mean log-likelihood of the Cauchy fit minus the Gaussian fit (> 0: Cauchy)."""
+        return np.asarray(self.loglik_cauchy) - np.asarray(self.loglik_gauss)
+
+    @property
+    def better(self) -> tuple[str, ...]:
+        """Per mode, the family with the higher mean log-likelihood (ties go to "gaussian")."""
+        return tuple("cauchy" if d > 0 else "gaussian" for d in self.loglik_difference)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (lists and numbers), including ``better`` and the difference."""
+        d = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        d["loglik_difference"] = _plain(self.loglik_difference)
+        d["better"] = list(self.better)
+        return d
+
+    def __len__(self) -> int:
+        return int(np.size(self.modes))
+
+
+def _plain(v: Any) -> Any:
+    a = np.asarray(v)
+    if a.dtype == bool:
+        return a.tolist()
+    if np.issubdtype(a.dtype, np.integer):
+        return a.astype(int).tolist()
+    if a.ndim == 0:
+        return float(a) if math.isfinite(float(a)) else None
+    return [float(x) if math.isfinite(x) else None for x in a.astype(float).tolist()]
+
+
+def _check_spectrum(spec) -> None:
+    from rgjax.spectrum import Spectrum
+
+    if not isinstance(spec, Spectrum):
+        raise TypeError(
+            f"`spec` must be an rgjax Spectrum (from_gram(K, y)); got {type(spec).__name__}."
+        )
+    if spec.eigenvectors is None:
+        raise ValueError(
+            "this Spectrum holds no eigenvectors (built by from_eigenvalues): feature modes need "
+            "them; build it with from_gram(K, y)."
+        )
+    n = spec.eigenvectors.shape[0]
+    if n < MIN_POINTS:
+        raise ValueError(
+            f"too few points: the pool has N={n}; the Gaussianity diagnostics need at least "
+            f"{MIN_POINTS}."
+        )
+
+
+def _check_modes(modes: Any, n_modes: int, name: str = "modes") -> np.ndarray:
+    """1-based mode numbers → int array, or a ValueError naming the valid range."""
+    a = np.atleast_1d(np.asarray(modes))
+    if a.size == 0:
+        raise ValueError(f"`{name}` is empty; pass 1-based mode numbers in [1, {n_modes}].")
+    if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)
+                           or (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)))):
+        raise ValueError(f"`{name}` must be a 1-D sequence of integer mode numbers; got {modes!r}.")
+    a = a.astype(int)
+    bad = a[(a < 1) | (a > n_modes)]
+    if bad.size:
+        raise ValueError(
+            f"`{name}` out of range: {bad[:10].tolist()}; mode numbers are 1-based, "
+            f"k ∈ [1, {n_modes}] (k = 1 is the top mode)."
+        )
+    return a
+
+
+def mode_features(spec, modes: Any) -> jax.Array:
+    """``(N, m)`` feature values ``φ_k(x_i) = √N v_k[i]`` of the 1-based ``modes``."""
+    _check_spectrum(spec)
+    k = _check_modes(modes, spec.n_modes)
+    n = spec.eigenvectors.shape[0]
+    return jnp.sqrt(float(n)) * spec.eigenvectors[:, k - 1]
+
+
+def _diagnose(x: jax.Array, modes: np.ndarray, eigenvalues: np.ndarray) -> GaussianityReport:
+    """All diagnostics for the columns of ``x`` (N, m), with mode numbers/eigenvalues attached."""
+    d = _diagnose_full(x)
+    conv = d["cauchy_converged"].astype(bool)
+    if not conv.all():
+        warn(f"Cauchy MLE did not converge for mode(s) {np.asarray(modes)[~conv][:10].tolist()} "
+             f"within {_CAUCHY_MAX_ITER} iterations; the last iterate is reported.")
+    return GaussianityReport(
+        modes=np.asarray(modes, int),
+        eigenvalues=np.asarray(eigenvalues, float),
+        **{k: v for k, v in d.items() if k not in ("cauchy_iterations", "cauchy_converged")},
+        cauchy_iterations=d["cauchy_iterations"].astype(int),
+        cauchy_converged=conv,
+        n_points=int(x.shape[0]),
+    )
+
+
+def _subset(report: GaussianityReport, modes: Sequence[int]) -> GaussianityReport:
+    """The entries of ``report`` for ``modes`` (each must be in it), in the order given."""
+    pos = {int(k): i for i, k in enumerate(np.asarray(report.modes))}
+    idx = np.array([pos[int(k)] for k in modes], int)
+    arrays = {f.name: np.asarray(getattr(report, f.name))[idx]
+              for f in dataclasses.fields(report) if f.name != "n_points"}
+    return GaussianityReport(**arrays, n_points=report.n_points)
+
+
+def mode_diagnostics(spec, modes: Any) -> GaussianityReport:
+    """Gaussian and Cauchy fits, log-likelihoods, KS statistics and kurtosis of feature modes.
+
+    Args:
+      spec: a :class:`~rgjax.Spectrum` with eigenvectors (``from_gram``).
+      modes: 1-based mode numbers ``k`` (int or sequence), each in ``[1, spec.n_modes]``.
+    Returns:
+      A :class:`GaussianityReport` with one entry per mode, in the order given.
+    Raises:
+      TypeError / ValueError: not a Spectrum, no eigenvectors, N < :data:`MIN_POINTS`, or a mode
+      number out of range.
+    """
+    _check_spectrum(spec)
+    k = _check_modes(modes, spec.n_modes)
+    x = mode_features(spec, k)
+    return _diagnose(x, k, np.asarray(spec.eigenvalues)[k - 1])
+
+
+def sweep_modes(n_modes: int, n_points: int = 40) -> np.ndarray:
+    """About ``n_points`` log-spaced unique 1-based mode numbers from 1 to ``n_modes`` inclusive."""
+    if int(n_points) < 2:
+        raise ValueError(f"`n_points` must be >= 2; got {n_points}.")
+    if int(n_modes) < 1:
+        raise ValueError(f"`n_modes` must be >= 1; got {n_modes}.")
+    return np.unique(np.round(np.geomspace(1, int(n_modes), int(n_points))).astype(int))
+
+
+def gaussianity_sweep(spec, n_points: int = 40) -> GaussianityReport:
+    """:func:`mode_diagnostics` on :func:`sweep_modes` ``(spec.n_modes, n_points)``.
+
+    Rounding to integers merges some of the low log-spaced points, so fewer than ``n_points``
+    modes may be returned when ``n_points`` is comparable with ``log`` of the number of modes.
+    """
+    _check_spectrum(spec)
+    return mode_diagnostics(spec, sweep_modes(spec.n_modes, n_points))
+
+
+def crossover(report: GaussianityReport | dict) -> int | None:
+    """The mode from which the Cauchy fit stays better than the Gaussian, or None.
+
+    Rule: sort the report's modes; with ``d_k = loglik_cauchy − loglik_gauss`` the crossover is the
+    smallest reported k such that ``d_j > 0`` for *every* reported ``j ≥ k`` (the start of the final
+    run of Cauchy-better modes). Isolated Cauchy-better modes at low k (e.g. a peaked class-split
+    mode) therefore do not count. None when the highest reported mode is Gaussian-better. The
+    resolution is that of the report (log-spaced sweep points). Accepts a report or its
+    :meth:`~GaussianityReport.to_dict`.
+    """
+    if isinstance(report, GaussianityReport):
+        modes, diff = np.asarray(report.modes), report.loglik_difference
+    else:
+        modes = np.asarray(report["modes"], int)
+        diff = (np.asarray(report["loglik_cauchy"], float)
+                - np.asarray(report["loglik_gauss"], float))
+    if modes.size == 0:
+        return None
+    order = np.argsort(modes, kind="stable")
+    modes, diff = modes[order], diff[order]
+    cauchy = np.nan_to_num(diff, nan=-np.inf) > 0
+    if not cauchy[-1]:
+        return None
+    not_c = np.flatnonzero(~cauchy)
+    start = 0 if not_c.size == 0 else int(not_c[-1]) + 1
+    return int(modes[start])
+
+
+def _merge(a: GaussianityReport, b: GaussianityReport) -> GaussianityReport:
+    """Union of two reports on the same pool, sorted by mode (``a`` wins on duplicates)."""
+    modes = np.concatenate([np.asarray(a.modes), np.asarray(b.modes)])
+    _, first = np.unique(modes, return_index=True)  # sorted unique modes, first occurrence
+    arrays = {f.name: np.concatenate([np.asarray(getattr(a, f.name)),
+                                      np.asarray(getattr(b, f.name))])[first]
+              for f in dataclasses.fields(a) if f.name != "n_points"}
+    return GaussianityReport(**arrays, n_points=a.n_points)
+
+
+def refine_sweep(spec, report: GaussianityReport) -> GaussianityReport:
+    """Add every mode between the sweep's crossover and the swept mode just below it.
+
+    A log-spaced sweep is coarse exactly where the crossover usually is (the top decile of modes).
+    The returned report is ``report`` plus all modes ``k_prev < k < k_cross``, so
+    :func:`crossover` of it is exact to one mode, under the sweep's assumption that the modes
+    above ``k_cross`` stay Cauchy-better. Unchanged when there is no crossover or no gap.
+    """
+    _check_spectrum(spec)
+    k_cross = crossover(report)
+    modes = np.sort(np.asarray(report.modes))
+    if k_cross is None or k_cross == modes[0]:
+        return report
+    k_prev = int(modes[modes < k_cross].max())
+    gap = np.arange(k_prev + 1, k_cross)
+    if gap.size == 0:
+        return report
+    return _merge(report, mode_diagnostics(spec, gap))
+
+
+def default_high_modes(n_modes: int) -> tuple[int, ...]:
+    """Default modes of the tails figure: k = N/2, 0.9 N and N (1-based, unique).
+
+    On MNIST-sized pools the crossover lies near the top decile of modes (see the sweep), so these
+    show a Gaussian-like mode, one near the crossover and the most localised (last) mode.
+    """
+    ks = {max(1, round(n_modes * f)) for f in (0.5, 0.9, 1.0)}
+    return tuple(sorted(ks))
+
+
+# ------------------------------------------------------------------------------------------------
+# pipeline
+
+
+def _modes_block(spec, report: GaussianityReport, modes: Sequence[int]) -> dict[str, Any]:
+    """``report``'s entries for ``modes`` plus their raw feature values (for the figures)."""
+    x = mode_features(spec, modes)
+    return _subset(report, modes).to_dict() | {"features": np.asarray(x).T.tolist()}
+
+
+def _with_targets(block: dict, y: Any) -> dict:
+    # The pair figure colours points by target (class); only N more numbers in the JSON.
+    return block | {"targets": np.asarray(y, float).tolist()}
+
+
+def run_gaussianity(
+    task_name: str = "mnist-0-1",
+    out_dir: str | os.PathLike = "runs/gaussianity-mnist-0-1",
+    *,
+    source: str = "auto",
+    pool_size: int | None = None,
+    split: str = "train",
+    download: bool = False,
+    data_dir: str | None = None,
+    activation: str = "relu",
+    depth: int = 2,
+    W_std: float = math.sqrt(2.0),
+    b_std: float = 0.1,
+    block_size: int = 1024,
+    modes_pair: tuple[int, int] = (2, 3),
+    high_modes: Sequence[int] | None = None,
+    n_points: int = 40,
+    seed: int = 0,
+    plots: bool = True,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> dict:
+    """Feature-mode diagnostics of a task's NNGP kernel; writes ``out_dir/gaussianity.json``.
+
+    Loads the task, builds the kernel, Gram matrix and spectrum exactly as ``rgjax curve`` does
+    (same defaults), then computes :func:`gaussianity_sweep` (``n_points`` log-spaced modes), its
+    :func:`crossover` (``crossover_sweep``), the mode-exact ``crossover`` after
+    :func:`refine_sweep` (``refined``), and the reports of ``modes_pair`` (Fig. 2) and
+    ``high_modes`` (Fig. 5, default :func:`default_high_modes`), storing the raw feature values of
+    those few modes (and the targets, for colouring the pair scatter). Mode numbers are 1-based.
+    Writes the JSON atomically, then (``plots``) ``gaussianity_pair.png``, ``gaussianity_tails.png``
+    and ``gaussianity_sweep.png``, and logs a short table.
+
+    ``modes_pair`` defaults to (2, 3): mode 1 of a kernel with positive entries (ReLU NNGP) is the
+    near-constant Perron mode, whose histogram is a narrow bump away from 0.
+
+    Returns:
+      The results dict as written to JSON (NaN as None).
+    """
+    from rgjax import datasets, kernels, spectrum
+    from rgjax.experiment import _versions, write_json_atomic
+
+    if len(tuple(modes_pair)) != 2:
+        raise ValueError(f"`modes_pair` must be two mode numbers; got {modes_pair!r}.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    config = dict(task=task_name, source=source, pool_size=pool_size, split=split,
+                  download=download, data_dir=data_dir, activation=activation, depth=depth,
+                  W_std=W_std, b_std=b_std, block_size=block_size, modes_pair=list(modes_pair),
+                  high_modes=None if high_modes is None else list(high_modes),
+                  n_points=n_points, seed=seed)
+
+    t0 = time.perf_counter()
+    task = datasets.load_task(task_name, pool_size=pool_size, source=source, seed=seed,
+                              split=split, download=download, data_dir=data_dir)
+    timings["load_task"] = time.perf_counter() - t0
+    n = task.n_pool
+    log(f"task {task.name}: N = {n} points, d = {task.dim}, source = {task.source}")
+    if n < MIN_POINTS:
+        raise ValueError(
+            f"too few points: the pool has N={n}; the diagnostics need >= {MIN_POINTS}."
+        )
+    # Validate mode numbers before the expensive part.
+    pair = _check_modes(modes_pair, n, "modes_pair")
+    high = _check_modes(default_high_modes(n) if high_modes is None else high_modes, n,
+                        "high_modes")
+
+    t0 = time.perf_counter()
+    if task.kernel == "linear":  # synthetic task: the same kernel as `rgjax curve` uses
+        kern = kernels.Dense(W_std=math.sqrt(task.dim), b_std=0.0)
+    else:
+        kern = kernels.fc(depth, activation, W_std=W_std, b_std=b_std)
+    K = kernels.gram(kern, task.x, block_size=block_size, progress=progress)
+    timings["gram"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    spec = spectrum.from_gram(K, task.y)
+    jax.block_until_ready(spec.eigenvalues)
+    timings["eigh"] = time.perf_counter() - t0
+    del K
+
+    t0 = time.perf_counter()
+    swept = sweep_modes(spec.n_modes, n_points)
+    # One call for every mode needed: the jitted core compiles once per run.
+    everything = mode_diagnostics(spec, np.unique(np.concatenate([swept, pair, high])))
+    sweep = _subset(everything, swept)
+    cross_sweep = crossover(sweep)
+    refined = refine_sweep(spec, sweep)
+    cross = crossover(refined)
+    first_c = next((int(k) for k, b in zip(sweep.modes, sweep.better) if b == "cauchy"), None)
+    pair_block = _with_targets(_modes_block(spec, everything, pair), task.y)
+    tails_block = _modes_block(spec, everything, high)
+    timings["diagnostics"] = time.perf_counter() - t0
+
+    results = {
+        "config": config,
+        "versions": _versions(),
+        "seed": seed,
+        "task": {"name": task.name, "source": task.source, "n_pool": n, "dim": task.dim,
+                 "class_counts": task.class_counts, "classes": list(task.classes),
+                 "split": task.split, "kernel": task.kernel or "nngp"},
+        "spectrum": {"n_modes": spec.n_modes, "n_pool": spec.n_pool, "trace": float(spec.trace),
+                     "clipped_mass": float(spec.clipped_mass)},
+        "conventions": {
+            "modes": "1-based mode numbers k (k = 1 is the largest eigenvalue)",
+            "features": "phi_k(x_i) = sqrt(N) v_k[i], mean square 1 over the pool",
+            "loglik": "mean log-likelihood per point of the maximum-likelihood fit",
+            "crossover_sweep": "smallest swept k with loglik_cauchy > loglik_gauss for every "
+                               "swept j >= k",
+            "crossover": "the same rule on `refined` = sweep + every mode between crossover_sweep "
+                         "and the swept mode below it (exact to one mode)",
+        },
+        "sweep": sweep.to_dict(),
+        "refined": refined.to_dict(),
+        "crossover": cross,
+        "crossover_sweep": cross_sweep,
+        "first_cauchy_better": first_c,
+        "pair": pair_block,
+        "tails": tails_block,
+        "timings": timings,
+    }
+    path = out / "gaussianity.json"
+    write_json_atomic(results, path)
+    results = json.loads(path.read_text())
+    if plots:
+        from rgjax import plotting
+
+        t0 = time.perf_counter()
+        plotting.plot_gaussianity(results, out)
+        results["timings"]["plots"] = time.perf_counter() - t0
+        write_json_atomic(results, path)
+    log(format_gaussianity_table(results))
+    return results
+
+
+def format_gaussianity_table(results: dict, max_rows: int = 16) -> str:
+    """A short printed summary: a subsample of the sweep, the pair and tail modes, the crossover."""
+    sw = results["sweep"]
+    m = len(sw["modes"])
+    rows = np.round(np.linspace(0, m - 1, min(m, max_rows))).astype(int)
+    cs = results.get("crossover_sweep")
+    if cs in sw["modes"]:  # always show the swept crossover and the mode before it
+        i = sw["modes"].index(cs)
+        rows = np.concatenate([rows, [max(i - 1, 0), i]])
+    rows = np.unique(rows)
+
+    def f(v: Any, spec: str) -> str:
+        return "n/a" if v is None else format(v, spec)
+
+    head = (f"{'k':>6} {'lambda_k':>10} {'ll Gauss':>9} {'ll Cauchy':>9} {'C-G':>8} "
+            f"{'KS G':>6} {'KS C':>6} {'ex.kurt':>9}  better")
+
+    def line(block: dict, i: int) -> str:
+        return (f"{block['modes'][i]:>6} {f(block['eigenvalues'][i], '10.3e')} "
+                f"{f(block['loglik_gauss'][i], '9.3f')} {f(block['loglik_cauchy'][i], '9.3f')} "
+                f"{f(block['loglik_difference'][i], '+8.3f')} {f(block['ks_gauss'][i], '6.3f')} "
+                f"{f(block['ks_cauchy'][i], '6.3f')} {f(block['excess_kurtosis'][i], '9.2f')}  "
+                f"{block['better'][i]}")
+
+    task = results.get("task", {})
+    lines = [f"feature-mode Gaussianity — {task.get('name')} (N = {task.get('n_pool')}); "
+             f"sweep of {m} modes (showing {rows.size})", head, "-" * len(head)]
+    lines += [line(sw, int(i)) for i in rows]
+    for name in ("pair", "tails"):
+        blk = results[name]
+        lines.append(f"{name} modes:")
+        lines += [line(blk, i) for i in range(len(blk["modes"]))]
+    cross = results.get("crossover")
+    lines.append("crossover (Cauchy better from here on): "
+                 + ("none in the sweep" if cross is None else
+                    f"k = {cross} (sweep resolution: k = {results.get('crossover_sweep')})")
+                 + f"; first Cauchy-better swept mode: {results.get('first_cauchy_better')}")
+    return "\n".join(lines)
