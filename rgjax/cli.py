@@ -42,6 +42,24 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _data_and_kernel_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every subcommand that builds a kernel on a task's pool."""
+    p.add_argument("--task", default="mnist-0-1",
+                   help="mnist-A-B, cifar10-A-B or synthetic-powerlaw (default: mnist-0-1)")
+    p.add_argument("--source", default="auto", choices=["auto", "tfds", "bundled", "synthetic"],
+                   help="data source (default auto: tfds data on disk, else the bundled pool)")
+    p.add_argument("--download", action="store_true",
+                   help="let tensorflow-datasets download the data (needs the internet)")
+    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder")
+    p.add_argument("--split", default="train", help="tfds split for MNIST (default train)")
+    p.add_argument("--pool-size", type=int, default=None, help="subsample the pool to N points")
+    p.add_argument("--activation", default="relu", help="relu, erf, leaky_relu, abs, identity")
+    p.add_argument("--depth", type=int, default=2, help="hidden layers (default 2)")
+    p.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="weight std (default √2)")
+    p.add_argument("--b-std", type=float, default=0.1, help="bias std (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rgjax",
@@ -63,19 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("--task", default="mnist-0-1",
-                   help="mnist-A-B, cifar10-A-B or synthetic-powerlaw (default: mnist-0-1)")
-    c.add_argument("--source", default="auto", choices=["auto", "tfds", "bundled", "synthetic"],
-                   help="data source (default auto: tfds data on disk, else the bundled pool)")
-    c.add_argument("--download", action="store_true",
-                   help="let tensorflow-datasets download the data (needs the internet)")
-    c.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder")
-    c.add_argument("--split", default="train", help="tfds split for MNIST (default train)")
-    c.add_argument("--pool-size", type=int, default=None, help="subsample the pool to N points")
-    c.add_argument("--activation", default="relu", help="relu, erf, leaky_relu, abs, identity")
-    c.add_argument("--depth", type=int, default=2, help="hidden layers (default 2)")
-    c.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="weight std (default √2)")
-    c.add_argument("--b-std", type=float, default=0.1, help="bias std (default 0.1)")
+    _data_and_kernel_options(c)
     c.add_argument("--sigma2", type=float, default=1e-8, help="bare ridge σ² (default 1e-8)")
     c.add_argument("--thresholds", type=_floats, default=(0.3, 0.5, 0.7),
                    help="learnability thresholds T for the sweep (default 0.3,0.5,0.7)")
@@ -83,13 +89,32 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--etas", type=_ints, default=None,
                    help="training-set sizes, comma separated (default: 12 log-spaced up to N/2)")
     c.add_argument("--trials", type=int, default=20, help="training sets per η (default 20)")
-    c.add_argument("--seed", type=int, default=0, help="random seed (pool subsample and trials)")
     c.add_argument("--n-modes", type=int, default=4000, help="synthetic-powerlaw: feature modes")
     c.add_argument("--alpha", type=float, default=0.5, help="synthetic-powerlaw: λ_k ∝ k^-(1+α)")
     c.add_argument("--beta", type=float, default=0.5, help="synthetic-powerlaw: y_k² ∝ k^-(1+β)")
     c.add_argument("--out", default=None, help="results folder (default: runs/curve-TASK)")
     c.add_argument("--no-plots", action="store_true", help="skip the figures")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    g = sub.add_parser(
+        "gaussianity",
+        help="are the kernel's feature modes Gaussian? (paper Figs. 2 and 5)",
+        description="Fit Gaussian and Cauchy distributions to every feature mode φ_k(x_i) of the "
+        "NNGP kernel on a task's pool, report log-likelihoods, KS statistics and excess kurtosis, "
+        "find the mode k from which the Cauchy fit wins, and write DIR/gaussianity.json plus "
+        "gaussianity_pair.png, gaussianity_tails.png and gaussianity_sweep.png.",
+        epilog="example:\n  rgjax gaussianity --task mnist-8-9 --out runs/gauss89",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _data_and_kernel_options(g)
+    g.add_argument("--modes-pair", type=_ints, default=(2, 3),
+                   help="two low modes (1-based) for the joint scatter (default 2,3)")
+    g.add_argument("--high-modes", type=_ints, default=None,
+                   help="high modes for the tail histograms (default N/2, 0.9N, N)")
+    g.add_argument("--points", type=int, default=40, help="modes in the log-spaced sweep")
+    g.add_argument("--out", default=None, help="results folder (default: runs/gaussianity-TASK)")
+    g.add_argument("--no-plots", action="store_true", help="skip the figures")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pl = sub.add_parser("plot", help="redraw the figures of a finished run from DIR/results.json")
     pl.add_argument("dir", help="results folder of `rgjax curve`")
@@ -118,15 +143,38 @@ def _curve(args) -> int:
     return 0
 
 
+def _gaussianity(args) -> int:
+    from rgjax.gaussianity import run_gaussianity
+
+    if len(args.modes_pair) != 2:
+        raise ValueError(f"--modes-pair takes two mode numbers, e.g. 2,3; got {args.modes_pair}.")
+    out = Path(args.out or f"runs/gaussianity-{args.task}")
+    run_gaussianity(
+        args.task, out, source=args.source, pool_size=args.pool_size, split=args.split,
+        download=args.download, data_dir=args.data_dir, activation=args.activation,
+        depth=args.depth, W_std=args.W_std, b_std=args.b_std, modes_pair=tuple(args.modes_pair),
+        high_modes=args.high_modes, n_points=args.points, seed=args.seed,
+        plots=not args.no_plots, progress=not args.quiet,
+    )
+    print(f"results: {out.resolve()}/gaussianity.json")
+    return 0
+
+
 def _plot(args) -> int:
     from rgjax import plotting
 
-    path = Path(args.dir) / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no results.json in {args.dir!r}; run `rgjax curve --out {args.dir}` first.")
-    files = plotting.plot_all(json.loads(path.read_text()), Path(args.dir))
-    for f in files.values():
-        print(f)
+    folder = Path(args.dir)
+    # each subcommand's JSON and the function that draws its figures
+    drawers = {"results.json": plotting.plot_all, "gaussianity.json": plotting.plot_gaussianity}
+    found = [name for name in drawers if (folder / name).is_file()]
+    if not found:
+        raise FileNotFoundError(
+            f"no {' or '.join(drawers)} in {args.dir!r}; run `rgjax curve --out {args.dir}` first."
+        )
+    for name in found:
+        files = drawers[name](json.loads((folder / name).read_text()), folder)
+        for f in files.values():
+            print(f)
     return 0
 
 
@@ -181,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"curve": _curve, "plot": _plot, "demo": _demo}
+    handlers = {"curve": _curve, "gaussianity": _gaussianity, "plot": _plot, "demo": _demo}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -160,6 +160,7 @@ def write_json_atomic(obj: Any, path: Path) -> None:
             json.dump(_jsonable(obj), f, indent=1, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -136,3 +136,20 @@ def test_synthetic_powerlaw_spectral_bias_within_10_percent(tmp_path):
     pop = np.array(res["population_theory"]["spectral_bias"])
     held = np.array(res["empirical"]["mse_heldout"])
     assert np.all(np.abs(pop / held - 1) < 0.10), pop / held
+
+
+def test_gaussianity_cli(tmp_path, capsys):
+    out = tmp_path / "g"
+    argv = ["gaussianity", "--task", "mnist-0-1", "--source", "bundled", "--pool-size", "120",
+            "--points", "8", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    res = json.loads((out / "gaussianity.json").read_text())
+    assert "crossover" in res
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["gaussianity_pair.png", "gaussianity_sweep.png", "gaussianity_tails.png"]
+    for p in out.glob("*.png"):
+        p.unlink()
+    assert cli.main(["plot", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 3
+    assert cli.main(argv[:-3] + ["--modes-pair", "1,2,3", "--out", str(out)]) == 2
+    assert "--modes-pair" in capsys.readouterr().err
