@@ -14,7 +14,9 @@ Figures:
 * :func:`threshold_sweep` — paper Fig. 4: the RG curve for each learnability threshold T;
 * :func:`ridge_flow` — the universal flow σ²(κ) and where it stops, (κ*(η), σ²_eff(η));
 * :func:`spectrum` — the eigenvalues λ_k with a power-law fit, and the cumulative target power;
-* :func:`plot_all` — all four, written to a folder.
+* :func:`functional_rg` — the input-dependent-ridge RG (THEORY §5) beside the Gaussian RG, and the
+  spread of σ²_κ(x) over the pool along the flow;
+* :func:`plot_all` — all of them, written to a folder.
 
 Where the paper's RG is not applicable (no mode below the threshold, η > η_max, THEORY §3) no RG
 value is drawn; the range is shaded and labelled instead. The learned-mode correction (THEORY §3b)
@@ -41,6 +43,7 @@ __all__ = [
     "ridge_flow",
     "spectrum",
     "plot_all",
+    "functional_rg",
     # feature-mode Gaussianity (rgjax.gaussianity)
     "gaussianity_pair",
     "gaussianity_tails",
@@ -733,13 +736,17 @@ def spectrum(
 
 
 def plot_all(results: Mapping, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``learning_curves.png``, ``threshold_sweep.png``, ``ridge_flow.png`` and
-    ``spectrum.png`` into ``out_dir`` (created if needed); return ``{name: path}``."""
+    """Write ``learning_curves.png``, ``threshold_sweep.png``, ``ridge_flow.png``,
+    ``spectrum.png`` (and ``functional_rg.png`` when the results have the non-Gaussian RG) into
+    ``out_dir`` (created if needed); return ``{name: path}``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for name, fn in (("learning_curves", learning_curves), ("threshold_sweep", threshold_sweep),
-                     ("ridge_flow", ridge_flow), ("spectrum", spectrum)):
+    figures = [("learning_curves", learning_curves), ("threshold_sweep", threshold_sweep),
+               ("ridge_flow", ridge_flow), ("spectrum", spectrum)]
+    if "functional_flow" in results or "rg_reweighted" in (results.get("theory") or {}):
+        figures.append(("functional_rg", functional_rg))
+    for name, fn in figures:
         p = out / f"{name}.png"
         fn(results, p)
         written[name] = p
@@ -992,3 +999,84 @@ def plot_gaussianity(results: Mapping, out_dir: str | Path) -> dict[str, Path]:
         fn(results, p)
         written[name] = p
     return written
+
+
+# ==============================================================================================
+# Non-Gaussian (functional) RG, THEORY §5: ``theory.rg_reweighted`` and ``functional_flow`` of the
+# results written by ``rgjax curve``.
+
+
+def functional_rg(results: Mapping, path: str | Path | None = None, *, ax: Any = None) -> Figure:
+    """Two panels: (left) the learning curve of the input-dependent-ridge RG beside the paper's
+    Gaussian RG and the empirical curve; (right) the functional flow — quantile bands of
+    ``σ²_κ(x_i)`` over the pool against κ, with their mean, the Gaussian flow ``σ² + t_κ``."""
+    fig, (a1, a2) = _axes(ax, 2, (12.0, 4.8))
+    etas = _arr(results.get("etas"))
+    t = _main_threshold(results)
+    theory = results.get("theory") or {}
+    drawn = []
+    if etas is not None and etas.size:
+        emp = results.get("empirical") or {}
+        y = _positive(_fit_len(_arr(emp.get("mse_pool")), etas.size))
+        if y is not None:
+            _errorbar(a1, etas, y, _fit_len(_arr(emp.get("mse_pool_se")), etas.size), "empirical",
+                      marker="o", ms=4.5)
+            drawn.append(y)
+        curves = (
+            ("rg", "RG, paper (Gaussian features, σ²_eff)", "tab:blue", "-"),
+            ("rg_reweighted", "RG, input-dependent ridge σ²_κ(x) (reweighted, THEORY §5)",
+             "tab:purple", "--"),
+        )
+        for key, label, color, style in curves:
+            block = (theory.get(key) or {}).get(t) if t is not None else None
+            if not block:
+                continue
+            yv = _positive(_fit_len(_arr(block.get("mse")), etas.size))
+            if yv is None:
+                continue
+            a1.plot(etas, yv, style, color=color, lw=2, label=label, gid=key)
+            drawn.append(yv)
+        lim = _log_limits(drawn)
+        a1.set_xscale("log")
+        a1.set_yscale("log")
+        if lim:
+            a1.set_ylim(*lim)
+        a1.set_xlabel("number of training points η")
+        a1.set_ylabel("test MSE on the pool")
+        a1.set_title(f"Gaussian vs input-dependent ridge, T = {t}")
+        a1.grid(alpha=0.3, which="major")
+        a1.legend(fontsize=8, loc="lower left")
+    else:
+        _no_data(a1, "learning curves")
+
+    flow = results.get("functional_flow") or {}
+    kap = _arr(flow.get("kappa"))
+    q = _arr(flow.get("quantiles"))
+    levels = _arr(flow.get("levels"))
+    mean = _arr(flow.get("mean"))
+    if kap is not None and q is not None and q.ndim == 2 and kap.size == q.shape[0]:
+        x = np.maximum(kap, 0) + 1  # κ = 0 on a log axis: plot against κ + 1
+        nq = q.shape[1]
+        for lo in range(nq // 2):
+            hi = nq - 1 - lo
+            lab = None
+            if levels is not None and levels.size == nq:
+                lab = f"{levels[lo]:.0%}–{levels[hi]:.0%} of pool points"
+            a2.fill_between(x, q[:, lo], q[:, hi], color="tab:purple", alpha=0.18 + 0.17 * lo,
+                            lw=0, label=lab)
+        if nq % 2 == 1:
+            a2.plot(x, q[:, nq // 2], color="tab:purple", lw=1.2, label="median σ²_κ(x)")
+        if mean is not None and mean.size == kap.size:
+            a2.plot(x, mean, "-", color="tab:blue", lw=2, label="pool mean = Gaussian σ² + t_κ",
+                    gid="flow_mean")
+        a2.set_xscale("log")
+        a2.set_yscale("log")
+        a2.set_xlabel("cutoff κ + 1 (kept modes + 1)")
+        a2.set_ylabel("input-dependent ridge σ²_κ(x_i)")
+        a2.set_title("functional RG flow σ²_{κ−1}(x) = σ²_κ(x) + λ_κ φ_κ(x)²")
+        a2.grid(alpha=0.3, which="major")
+        a2.legend(fontsize=8, loc="lower left")
+    else:
+        _no_data(a2, "functional flow")
+    fig.suptitle(_title(results, "Non-Gaussian features: functional RG"), fontsize=10)
+    return _finish(fig, path)

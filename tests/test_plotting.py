@@ -424,3 +424,33 @@ def test_import_leaves_pyplot_and_backend_alone():
             "b = get(); import rgjax.plotting; "
             "assert 'matplotlib.pyplot' not in sys.modules; assert get() == b")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_functional_rg_figure(tmp_path):
+    import matplotlib.image as mpimg
+
+    from rgjax.plotting import functional_rg, plot_all
+
+    res = make_results()
+    t = "0.5"
+    n = len(res["etas"])
+    res["theory"]["rg_reweighted"] = {t: {"mse": [0.5 * (i + 1) ** -0.6 for i in range(n)]}}
+    kap = [0, 1, 3, 10, 30, 100]
+    res["functional_flow"] = {
+        "kappa": kap,
+        "mean": [1.0 / (k + 1) for k in kap],
+        "quantiles": [[0.5 / (k + 1), 0.8 / (k + 1), 1.0 / (k + 1), 1.2 / (k + 1), 1.6 / (k + 1)] for k in kap],
+        "levels": [0.05, 0.25, 0.5, 0.75, 0.95],
+        "cv": [0.3] * len(kap),
+    }
+    fig = functional_rg(json.loads(json.dumps(res)), tmp_path / "f.png")
+    ax1, ax2 = fig.axes[:2]
+    assert {ln.get_gid() for ln in ax1.lines} >= {"rg", "rg_reweighted"}
+    assert any(ln.get_gid() == "flow_mean" for ln in ax2.lines)
+    assert len(ax2.collections) == 2  # two quantile bands
+    assert mpimg.imread(tmp_path / "f.png").shape[0] > 300
+    written = plot_all(res, tmp_path / "all")
+    assert "functional_rg" in written and written["functional_rg"].exists()
+    # results without the non-Gaussian parts: no functional figure
+    plain = make_results()
+    assert "functional_rg" not in plot_all(plain, tmp_path / "plain")
