@@ -4,6 +4,8 @@ Subcommands:
 
 * ``rgjax curve``  — the main job: RG / spectral-bias / EK predictions against exact GP regression
   on a real or synthetic task (paper Figs. 1 and 4). Writes ``results.json`` and figures.
+* ``rgjax gaussianity`` — Gaussian vs Cauchy fits of the feature modes (paper Figs. 2 and 5).
+* ``rgjax toy``    — the Hermite toy model of non-Gaussian reweighting (paper Fig. 3).
 * ``rgjax demo``   — a 10-second tour of the public API on a small synthetic pool.
 * ``rgjax plot DIR`` — redraw the figures of a finished ``curve`` run from its ``results.json``.
 
@@ -23,6 +25,8 @@ EXAMPLES = """examples:
   rgjax curve --task mnist-8-9 --trials 10 --out runs/mnist89
   rgjax curve --task synthetic-powerlaw --pool-size 2000 --out runs/synth
   rgjax curve --task cifar10-ship-truck --source tfds --download   # needs internet once
+  rgjax gaussianity --task mnist-0-1 --out runs/gauss01
+  rgjax toy                                     # paper Fig. 3, 5 million data sets, ~30 s
   rgjax plot runs/mnist89
   rgjax demo
 """
@@ -116,6 +120,26 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-plots", action="store_true", help="skip the figures")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    t = sub.add_parser(
+        "toy",
+        help="the Hermite toy model: non-Gaussian features and spatial reweighting (paper Fig. 3)",
+        description="Monte Carlo of exact GP regression with a kernel of Hermite polynomials ψ_1, ψ_2 "
+        "learning ψ_5, averaged over m data sets, against the standard theory (zero) and the "
+        "input-dependent-ridge RG (THEORY §5). Writes DIR/toy.json and DIR/toy.png.",
+        epilog="example:\n  rgjax toy --m 1000000 --out runs/toy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("--lambdas-greater", type=_floats, default=(0.0, 0.1),
+                   help="λ_> = λ_2 values (default 0,0.1)")
+    t.add_argument("--lambda-1", type=float, default=1.0, help="λ_1 (default 1)")
+    t.add_argument("--target-degree", type=int, default=5, help="target ψ_j (default 5)")
+    t.add_argument("--n", type=int, default=100, help="points per data set (default 100)")
+    t.add_argument("--sigma2", type=float, default=400.0, help="ridge σ² (default 400)")
+    t.add_argument("--m", type=int, default=5_000_000, help="data sets (default 5,000,000)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="runs/toy", help="results folder (default runs/toy)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
     pl = sub.add_parser("plot", help="redraw the figures of a finished run from DIR/results.json")
     pl.add_argument("dir", help="results folder of `rgjax curve`")
 
@@ -160,12 +184,27 @@ def _gaussianity(args) -> int:
     return 0
 
 
+def _toy(args) -> int:
+    from rgjax.toy import run_toy
+
+    out = Path(args.out)
+    run_toy(out, lambdas_greater=tuple(args.lambdas_greater), lambda_1=args.lambda_1,
+            target_degree=args.target_degree, n=args.n, sigma2=args.sigma2, m=args.m,
+            seed=args.seed, progress=not args.quiet)
+    print(f"results: {out.resolve()}/toy.json and toy.png")
+    return 0
+
+
 def _plot(args) -> int:
     from rgjax import plotting
 
     folder = Path(args.dir)
     # each subcommand's JSON and the function that draws its figures
-    drawers = {"results.json": plotting.plot_all, "gaussianity.json": plotting.plot_gaussianity}
+    drawers = {
+        "results.json": plotting.plot_all,
+        "gaussianity.json": plotting.plot_gaussianity,
+        "toy.json": plotting.plot_toy,
+    }
     found = [name for name in drawers if (folder / name).is_file()]
     if not found:
         raise FileNotFoundError(
@@ -229,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"curve": _curve, "gaussianity": _gaussianity, "plot": _plot, "demo": _demo}
+    handlers = {"curve": _curve, "gaussianity": _gaussianity, "toy": _toy, "plot": _plot,
+                "demo": _demo}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

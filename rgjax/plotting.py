@@ -16,7 +16,9 @@ Figures:
 * :func:`spectrum` — the eigenvalues λ_k with a power-law fit, and the cumulative target power;
 * :func:`functional_rg` — the input-dependent-ridge RG (THEORY §5) beside the Gaussian RG, and the
   spread of σ²_κ(x) over the pool along the flow;
-* :func:`plot_all` — all of them, written to a folder.
+* :func:`plot_all` — all of them, written to a folder;
+* :func:`toy_predictor` — the Hermite toy model (paper Fig. 3), from ``toy.json``;
+* feature-mode Gaussianity (paper Figs. 2, 5), from ``gaussianity.json``: :func:`plot_gaussianity`.
 
 Where the paper's RG is not applicable (no mode below the threshold, η > η_max, THEORY §3) no RG
 value is drawn; the range is shaded and labelled instead. The learned-mode correction (THEORY §3b)
@@ -44,6 +46,8 @@ __all__ = [
     "spectrum",
     "plot_all",
     "functional_rg",
+    "toy_predictor",
+    "plot_toy",
     # feature-mode Gaussianity (rgjax.gaussianity)
     "gaussianity_pair",
     "gaussianity_tails",
@@ -1080,3 +1084,154 @@ def functional_rg(results: Mapping, path: str | Path | None = None, *, ax: Any =
         _no_data(a2, "functional flow")
     fig.suptitle(_title(results, "Non-Gaussian features: functional RG"), fontsize=10)
     return _finish(fig, path)
+
+
+# ==============================================================================================
+# Hermite toy model (paper Fig. 3, THEORY §5), drawn from the dict that
+# :func:`rgjax.toy.run_toy` writes to ``toy.json``.
+
+_RUN_COLORS = ("tab:blue", "tab:red", "tab:purple", "tab:orange", "tab:brown", "tab:cyan")
+_STANDARD_COLOR = "tab:green"  # the paper draws the standard-theory prediction in green
+_RG_COLOR = "black"
+
+
+def _scale(values: list[np.ndarray]) -> tuple[float, str]:
+    """A power of ten that brings the largest finite |value| to order one, and its axis label."""
+    vals = np.concatenate([np.abs(v[np.isfinite(v)]) for v in values if v is not None and v.size]
+                          or [np.zeros(1)])
+    top = float(vals.max()) if vals.size else 0.0
+    if top == 0.0:
+        return 1.0, ""
+    exp = math.floor(math.log10(top))
+    return (10.0**exp, f" [×1e{exp}]") if exp <= -2 or exp >= 3 else (1.0, "")
+
+
+def _lam_label(run: Mapping) -> str:
+    return rf"$\lambda_>$ = {_fmt(_num(run.get('lambda_greater')))}"
+
+
+def _predictor_panel(ax: Axes, results: Mapping) -> None:
+    """Averaged predictor vs x per λ_> with ±1 SE bands, the standard theory (0) and the RG."""
+    grid = _arr(results.get("grid"))
+    runs = [r for r in results.get("runs") or [] if isinstance(r, Mapping)]
+    if grid is None or not runs:
+        _no_data(ax, "toy predictor")
+        return
+    curves = [(_arr(_get(r, "predictor", "mean")), _arr(_get(r, "predictor", "se")),
+               _arr(_get(r, "predictor", "rg"))) for r in runs]
+    ok = [c[0] is not None and c[0].shape == grid.shape for c in curves]
+    scale, unit = _scale([c[0] + np.nan_to_num(c[1]) for c, good in zip(curves, ok) if good]
+                         + [c[0] - np.nan_to_num(c[1]) for c, good in zip(curves, ok) if good])
+    ax.axhline(0.0, color=_STANDARD_COLOR, lw=2.2, zorder=1,
+               label="standard theory (EK / Gaussian RG): 0")
+    for i, (run, (mean, se, rg), good) in enumerate(zip(runs, curves, ok)):
+        if not good:
+            continue
+        color = _RUN_COLORS[i % len(_RUN_COLORS)]
+        ax.plot(grid, mean / scale, color=color, lw=1.6, zorder=3,
+                label=f"experiment, {_lam_label(run)} (± SE)")
+        if se is not None and se.shape == grid.shape:
+            ax.fill_between(grid, (mean - se) / scale, (mean + se) / scale, color=color, alpha=0.25,
+                            lw=0, zorder=2)
+        # An RG curve indistinguishable from the zero line (λ_> = 0) would only clutter the legend.
+        if rg is not None and rg.shape == grid.shape and np.nanmax(np.abs(rg)) > 1e-3 * scale:
+            ax.plot(grid, rg / scale, color=color, ls="--", lw=1.4, zorder=4,
+                    label=f"input-dependent RG, {_lam_label(run)}")
+    ax.set_xlabel("x")
+    ax.set_ylabel(rf"averaged predictor $\bar f(x)${unit}")
+    ax.set_xlim(float(np.nanmin(grid)), float(np.nanmax(grid)))
+    ax.legend(fontsize=7.5, loc="best")
+    ax.grid(alpha=0.3)
+
+
+def _coefficient_panel(ax: Axes, results: Mapping) -> None:
+    """The ψ_1 coefficient c ± SE (and ± 2 SE) per λ_> against the theories as functions of λ_>."""
+    runs = [r for r in results.get("runs") or [] if isinstance(r, Mapping)]
+    lams = np.array([_num(r.get("lambda_greater")) for r in runs])
+    cs = np.array([_num(r.get("c")) for r in runs])
+    ses = np.array([_num(r.get("c_se")) for r in runs])
+    curve = results.get("theory_curve") or {}
+    lg, rg, rg1 = (_arr(curve.get(k)) for k in ("lambda_greater", "rg", "rg_first_order"))
+    if not runs and lg is None:
+        _no_data(ax, "toy coefficients")
+        return
+    scale, unit = _scale([cs + np.nan_to_num(ses) * 2, cs - np.nan_to_num(ses) * 2]
+                         + [v for v in (rg, rg1) if v is not None])
+    ax.axhline(0.0, color=_STANDARD_COLOR, lw=2.2, zorder=1, label="standard theory: 0")
+    if lg is not None and rg is not None and rg.shape == lg.shape:
+        ax.plot(lg, rg / scale, color=_RG_COLOR, lw=1.5, zorder=2,
+                label="input-dependent RG (quadrature)")
+    if lg is not None and rg1 is not None and rg1.shape == lg.shape:
+        ax.plot(lg, rg1 / scale, color="0.5", ls=":", lw=1.5, zorder=2,
+                label=r"input-dependent RG, first order in $\lambda_>/\sigma^2$")
+    for i, (lam, c, se, run) in enumerate(zip(lams, cs, ses, runs)):
+        if not (math.isfinite(lam) and math.isfinite(c)):
+            continue
+        color = _RUN_COLORS[i % len(_RUN_COLORS)]
+        se = se if math.isfinite(se) else 0.0
+        ax.errorbar([lam], [c / scale], yerr=[[2 * se / scale], [2 * se / scale]], color=color,
+                    lw=0.8, alpha=0.5, capsize=0, zorder=3)
+        ax.errorbar([lam], [c / scale], yerr=[[se / scale], [se / scale]], color=color, marker="o",
+                    ms=5, capsize=4, lw=1.6, zorder=4,
+                    label=f"experiment, {_lam_label(run)} (± SE, ± 2 SE)")
+        z0, zr = _num(run.get("z_zero")), _num(run.get("z_rg"))
+        note = f"{z0:+.1f} SE from 0" + (f"\n{zr:+.1f} SE from RG" if math.isfinite(zr) else "")
+        ax.annotate(note, (lam, c / scale), xytext=(7, 4), textcoords="offset points",
+                    fontsize=7.5, va="bottom", color=color)
+    ax.set_xlabel(r"$\lambda_>$ (eigenvalue of the integrated-out $\psi_2$)")
+    ax.set_ylabel(rf"coefficient of $\psi_1$ in the averaged predictor{unit}")
+    finite = lams[np.isfinite(lams)]
+    if finite.size:
+        span = max(float(np.ptp(finite)), float(np.max(np.abs(finite))), 1e-12)
+        ax.set_xlim(float(finite.min()) - 0.15 * span, float(finite.max()) + 0.45 * span)
+    ax.legend(fontsize=7.5, loc="lower left")
+    ax.grid(alpha=0.3)
+
+
+def _title(results: Mapping) -> str:
+    cfg = results.get("config") or {}
+    parts = []
+    for key, label in (("n", "n"), ("sigma2", "σ²"), ("lambda_1", r"$\lambda_1$")):
+        if cfg.get(key) is not None:
+            parts.append(f"{label} = {_fmt(_num(cfg[key]))}")
+    if cfg.get("target_degree") is not None:
+        parts.append(rf"target $\psi_{{{int(cfg['target_degree'])}}}$")
+    if cfg.get("m") is not None:
+        parts.append(f"m = {int(cfg['m']):,} data sets")
+    return (r"Hermite toy model (paper Fig. 3): kernel $\lambda_1\psi_1\psi_1 + \lambda_>\psi_2\psi_2$"
+            + ("\n" + ", ".join(parts) if parts else ""))
+
+
+def toy_predictor(results: Mapping[str, Any], path: str | Path | None = None, *,
+                  ax: Axes | Any = None) -> Figure:
+    """Paper Fig. 3: the data-set-averaged GP predictor against the standard and the RG theory.
+
+    Left: the averaged predictor f̄(x) for each λ_> with its ±1 SE band, the standard theory's
+    zero line and the input-dependent RG prediction ``c_RG ψ_1(x)`` (dashed). Right: the
+    coefficient of ψ_1 (± 1 and ± 2 SE) for each λ_> against the RG prediction as a function of λ_>
+    (quadrature and first order) and the standard theory's 0 — the clearer view, since the effect
+    (~1e-4) is small against the predictor's range.
+
+    Args:
+      results: the dictionary written to ``toy.json`` by :func:`rgjax.toy.run_toy`.
+      path: write a PNG there when given.
+      ax: an Axes (predictor panel only) or a pair of Axes to draw into; default a new figure.
+
+    Returns:
+      the :class:`~matplotlib.figure.Figure`.
+    """
+    fig, axs = _axes(ax, 2, (12.0, 4.8))
+    _predictor_panel(axs[0], results)
+    if len(axs) > 1:
+        _coefficient_panel(axs[1], results)
+    if ax is None:
+        fig.suptitle(_title(results), fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_toy(results: Mapping, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``toy.png`` into ``out_dir``; return ``{"toy": path}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    toy_predictor(results, out / "toy.png")
+    return {"toy": out / "toy.png"}

@@ -153,3 +153,13 @@ def test_gaussianity_cli(tmp_path, capsys):
     assert len(list(out.glob("*.png"))) == 3
     assert cli.main(argv[:-3] + ["--modes-pair", "1,2,3", "--out", str(out)]) == 2
     assert "--modes-pair" in capsys.readouterr().err
+
+
+def test_toy_cli(tmp_path):
+    out = tmp_path / "toy"
+    assert cli.main(["toy", "--m", "4000", "--out", str(out), "--quiet"]) == 0
+    res = json.loads((out / "toy.json").read_text())
+    assert (out / "toy.png").stat().st_size > 10_000
+    (out / "toy.png").unlink()
+    assert cli.main(["plot", str(out)]) == 0 and (out / "toy.png").exists()
+    assert res and cli.main(["toy", "--m", "1", "--out", str(out)]) == 2
