@@ -1188,7 +1188,7 @@ def _coefficient_panel(ax: Axes, results: Mapping) -> None:
     ax.grid(alpha=0.3)
 
 
-def _title(results: Mapping) -> str:
+def _toy_title(results: Mapping) -> str:
     cfg = results.get("config") or {}
     parts = []
     for key, label in (("n", "n"), ("sigma2", "σ²"), ("lambda_1", r"$\lambda_1$")):
@@ -1225,7 +1225,7 @@ def toy_predictor(results: Mapping[str, Any], path: str | Path | None = None, *,
     if len(axs) > 1:
         _coefficient_panel(axs[1], results)
     if ax is None:
-        fig.suptitle(_title(results), fontsize=10)
+        fig.suptitle(_toy_title(results), fontsize=10)
     return _finish(fig, path)
 
 

@@ -454,3 +454,18 @@ def test_functional_rg_figure(tmp_path):
     # results without the non-Gaussian parts: no functional figure
     plain = make_results()
     assert "functional_rg" not in plot_all(plain, tmp_path / "plain")
+
+
+def test_module_defines_each_name_once():
+    # the figure sections were written separately and merged: no helper may shadow another
+    import ast
+    import pathlib
+
+    import rgjax.plotting
+
+    tree = ast.parse(pathlib.Path(rgjax.plotting.__file__).read_text())
+    names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    names += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+              if isinstance(t, ast.Name)]
+    dupes = {n for n in names if names.count(n) > 1}
+    assert not dupes, dupes
