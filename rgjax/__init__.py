@@ -28,6 +28,10 @@ Theories (:mod:`rgjax.theory`): :func:`mse_ek`, :func:`mse_rg`, :func:`mse_spect
 Data and experiment (:mod:`rgjax.datasets`, :mod:`rgjax.empirical`): :func:`load_task`,
 :class:`Task`, :func:`learning_curve`, :func:`gp_posterior_mean`, :class:`LearningCurve`.
 
+Non-Gaussian features (:mod:`rgjax.nongaussian`, :mod:`rgjax.gaussianity`, :mod:`rgjax.toy`):
+:func:`mse_reweighted`, :func:`functional_flow`, :func:`mode_diagnostics`,
+:func:`gaussianity_sweep`, :class:`ToyProblem`, :func:`toy_monte_carlo`.
+
 Figures live in :mod:`rgjax.plotting`, the ``rgjax curve`` pipeline in :mod:`rgjax.experiment`.
 """
 
@@ -51,6 +55,10 @@ from rgjax.kernels import (
     gram,
     serial,
 )
+from rgjax.gaussianity import gaussianity_sweep, mode_diagnostics
+from rgjax.nongaussian import functional_flow, mse_reweighted
+from rgjax.toy import ToyProblem
+from rgjax.toy import monte_carlo as toy_monte_carlo
 from rgjax.rg import (
     Cutoff,
     cutoff,
@@ -86,4 +94,7 @@ __all__ = [
     "Eigenlearning", "mse_ek", "mse_rg", "mse_spectral_bias", "kappa", "eigenlearning",
     # data and experiment
     "Task", "load_task", "LearningCurve", "learning_curve", "gp_posterior_mean",
+    # non-Gaussian features
+    "mse_reweighted", "functional_flow", "mode_diagnostics", "gaussianity_sweep", "ToyProblem",
+    "toy_monte_carlo",
 ]
