@@ -163,3 +163,11 @@ def test_toy_cli(tmp_path):
     (out / "toy.png").unlink()
     assert cli.main(["plot", str(out)]) == 0 and (out / "toy.png").exists()
     assert res and cli.main(["toy", "--m", "1", "--out", str(out)]) == 2
+
+
+def test_demo_and_help(capsys):
+    assert cli.main(["demo", "--pool-size", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "RG flow of the ridge" in out and "spectral bias" in out
+    assert cli.main([]) == 0
+    assert "curve" in capsys.readouterr().out
