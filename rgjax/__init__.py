@@ -32,6 +32,9 @@ Non-Gaussian features (:mod:`rgjax.nongaussian`, :mod:`rgjax.gaussianity`, :mod:
 :func:`mse_reweighted`, :func:`functional_flow`, :func:`mode_diagnostics`,
 :func:`gaussianity_sweep`, :class:`ToyProblem`, :func:`toy_monte_carlo`.
 
+Optimisation (:mod:`rgjax.optimize`): :func:`predicted_mse` (differentiable end to end),
+:func:`fit_kernel`, :func:`fit_curve`.
+
 Figures live in :mod:`rgjax.plotting`, the ``rgjax curve`` pipeline in :mod:`rgjax.experiment`.
 """
 
@@ -56,6 +59,7 @@ from rgjax.kernels import (
     serial,
 )
 from rgjax.gaussianity import gaussianity_sweep, mode_diagnostics
+from rgjax.optimize import fit_curve, fit_kernel, predicted_mse
 from rgjax.nongaussian import functional_flow, mse_reweighted
 from rgjax.toy import ToyProblem
 from rgjax.toy import monte_carlo as toy_monte_carlo
@@ -97,4 +101,6 @@ __all__ = [
     # non-Gaussian features
     "mse_reweighted", "functional_flow", "mode_diagnostics", "gaussianity_sweep", "ToyProblem",
     "toy_monte_carlo",
+    # optimisation
+    "predicted_mse", "fit_kernel", "fit_curve",
 ]

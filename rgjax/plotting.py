@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -48,6 +49,10 @@ __all__ = [
     "functional_rg",
     "toy_predictor",
     "plot_toy",
+    "optimize_loss",
+    "optimize_mse",
+    "optimize_grid",
+    "plot_optimize",
     # feature-mode Gaussianity (rgjax.gaussianity)
     "gaussianity_pair",
     "gaussianity_tails",
@@ -1235,3 +1240,181 @@ def plot_toy(results: Mapping, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     toy_predictor(results, out / "toy.png")
     return {"toy": out / "toy.png"}
+
+
+# ==============================================================================================
+# Optimisation with gradients (rgjax.optimize), drawn from the dict that
+# :func:`rgjax.optimize.run_optimize` writes to ``optimize.json``.
+
+
+_OBJECTIVE_NAMES = {
+    "rg": "RG (paper), smooth cutoff",
+    "rg_dof": "RG + learned-mode corr. (rgjax §3b), smooth cutoff",
+    "spectral_bias": "spectral bias",
+}
+
+
+def _opt_title(results: Mapping, what: str) -> str:
+    cfg = results.get("config") or {}
+    task = _get(results, "task", "name", default=cfg.get("task")) or "task"
+    n = _get(results, "task", "n_pool")
+    obj = _OBJECTIVE_NAMES.get(cfg.get("objective"), str(cfg.get("objective")))
+    parts = [f"{task}" + (f", N = {n}" if n is not None else ""), f"η = {cfg.get('eta')}"]
+    if cfg.get("objective") in ("rg", "rg_dof"):
+        parts.append(f"T = {cfg.get('threshold')}, τ = {cfg.get('temperature')}")
+    return f"{what}: {obj}\n" + "; ".join(parts)
+
+
+def optimize_loss(results: Mapping, path: str | Path | None = None, *, ax: Any = None) -> Figure:
+    """Objective vs step (left) and the parameter trajectories vs step (right, log scale)."""
+    fig, (a1, a2) = _axes(ax, 2, (11, 4.2))
+    fit = results.get("fit") or {}
+    loss = _positive(_arr(fit.get("loss")))
+    if loss is None or not np.isfinite(loss).any():
+        a1.text(0.5, 0.5, "no loss trajectory in results", ha="center", va="center",
+                transform=a1.transAxes, color="0.4")
+    else:
+        a1.plot(np.arange(loss.size), loss, color="tab:blue", gid="loss")
+        a1.set_yscale("log")
+        a1.set_xlabel("step")
+        a1.set_ylabel("predicted test MSE (objective)")
+        a1.grid(True, which="both", alpha=0.3)
+        skipped = np.flatnonzero(np.asarray(fit.get("skipped") or [], dtype=bool))
+        if skipped.size:
+            a1.plot(skipped, loss[skipped], "x", color="tab:red", label="skipped (non-finite)")
+            a1.legend(fontsize=8)
+    w, b, s2 = (_arr(fit.get(k)) for k in ("W_std", "b_std", "sigma2"))
+    cmap = colormaps["viridis"]
+    if w is not None and w.ndim == 2:
+        n_layers = w.shape[1]
+        for i in range(n_layers):
+            c = cmap(i / max(1, n_layers - 1))
+            a2.plot(w[:, i], color=c, ls="-", label=f"W_std, layer {i + 1}", gid=f"W_std_{i}")
+            if b is not None and b.ndim == 2 and b.shape[1] == n_layers:
+                a2.plot(b[:, i], color=c, ls="--", label=f"b_std, layer {i + 1}", gid=f"b_std_{i}")
+    if s2 is not None:
+        a2.plot(s2, color="tab:red", ls=":", label="σ²", gid="sigma2")
+    a2.set_yscale("log")
+    a2.set_xlabel("step")
+    a2.set_ylabel("parameter value")
+    a2.grid(True, which="both", alpha=0.3)
+    if a2.get_legend_handles_labels()[0]:
+        a2.legend(fontsize=7, ncol=2)
+    title = _opt_title(results, "optimisation")
+    if ax is None:
+        fig.suptitle(title, fontsize=10)
+    else:
+        a1.set_title(title, fontsize=9)
+    return _finish(fig, path)
+
+
+_CURVE_STYLE = {"initial": dict(ls="--", marker="o", mfc="none"),
+                "final": dict(ls="-", marker="s", mfc=None)}
+_CURVE_COLOR = {"initial": "tab:gray", "final": "tab:blue"}
+
+
+def optimize_mse(results: Mapping, path: str | Path | None = None, *, ax: Any = None) -> Figure:
+    """Predicted (the objective; lines) and empirical (points ± SE) test MSE against η at the
+    initial and the final parameters; the optimisation's η is marked."""
+    fig, (a,) = _axes(ax, 1, (6.6, 4.8))
+    etas = _arr(results.get("etas"))
+    drawn = False
+    for name in ("initial", "final"):
+        entry = results.get(name) or {}
+        if etas is None:
+            break
+        pred = _positive(_arr(_get(entry, "predicted", "objective")))
+        emp = _positive(_arr(_get(entry, "empirical", "mse_pool")))
+        se = _arr(_get(entry, "empirical", "mse_pool_se"))
+        color, style = _CURVE_COLOR[name], _CURVE_STYLE[name]
+        if pred is not None and pred.shape == etas.shape:
+            a.plot(etas, pred, color=color, ls=style["ls"], gid=f"predicted_{name}",
+                   label=f"predicted, {name} parameters")
+            drawn = True
+        if emp is not None and emp.shape == etas.shape:
+            yerr = None
+            if se is not None and se.shape == etas.shape:
+                se = np.where(np.isfinite(se), np.abs(se), 0.0)
+                yerr = np.vstack([np.minimum(se, 0.9 * np.nan_to_num(emp)), se])
+            a.errorbar(etas, emp, yerr=yerr, color=color, marker=style["marker"],
+                       mfc=style["mfc"] or color, ls="none", capsize=2.5, gid=f"empirical_{name}",
+                       label=f"empirical GP, {name} parameters")
+            drawn = True
+    if not drawn:
+        a.text(0.5, 0.5, "no curves in results", ha="center", va="center",
+               transform=a.transAxes, color="0.4")
+    else:
+        a.set_xscale("log")
+        a.set_yscale("log")
+        eta = _get(results, "config", "eta")
+        if eta is not None:
+            a.axvline(float(eta), color="0.6", lw=0.8, ls=":", zorder=0)
+        a.set_xlabel("training points η")
+        a.set_ylabel("test MSE (pool)")
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=8)
+    a.set_title(_opt_title(results, "before / after"), fontsize=9)
+    return _finish(fig, path)
+
+
+def _mark(a: Axes, w_vals: np.ndarray, b_vals: np.ndarray, entry: Any, marker: str, color: str,
+          label: str) -> None:
+    """Mark a grid optimum (by its index) on an imshow panel."""
+    idx = _get(entry, "index")
+    if idx is None:
+        return
+    i, j = int(idx[0]), int(idx[1])
+    if 0 <= i < w_vals.size and 0 <= j < b_vals.size:
+        a.plot(j, i, marker, color=color, ms=12, mew=2, mfc="none", label=label)
+
+
+def optimize_grid(results: Mapping, path: str | Path | None = None, *, ax: Any = None) -> Figure:
+    """Heat maps of the objective (left) and the empirical MSE (right) at η over the (W_std, b_std)
+    grid (shared by all layers, initial σ²); squares: theory optimum, circles: empirical optimum."""
+    fig, axs = _axes(ax, 2, (11, 4.6))
+    grid = results.get("grid")
+    if not isinstance(grid, Mapping):
+        for a in axs:
+            a.text(0.5, 0.5, "no grid search in results", ha="center", va="center",
+                   transform=a.transAxes, color="0.4")
+        return _finish(fig, path)
+    w_vals, b_vals = _arr(grid.get("W_std")), _arr(grid.get("b_std"))
+    panels = (("predicted", "predicted (objective)"), ("empirical", "empirical GP (pool MSE)"))
+    for a, (key, label) in zip(axs, panels):
+        z = _positive(np.array(grid.get(key), dtype=float)) if grid.get(key) is not None else None
+        if z is None or z.shape != (w_vals.size, b_vals.size) or not np.isfinite(z).any():
+            a.text(0.5, 0.5, f"no {key} values", ha="center", va="center",
+                   transform=a.transAxes, color="0.4")
+            continue
+        finite = z[np.isfinite(z)]
+        im = a.imshow(z, origin="lower", aspect="auto", cmap="viridis_r",
+                      norm=LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.001)))
+        fig.colorbar(im, ax=a, label="test MSE")
+        a.set_xticks(range(b_vals.size), [f"{v:.3g}" for v in b_vals], fontsize=8)
+        a.set_yticks(range(w_vals.size), [f"{v:.3g}" for v in w_vals], fontsize=8)
+        a.set_xlabel("b_std (all layers)")
+        a.set_ylabel("W_std (all layers)")
+        a.set_title(label, fontsize=9)
+        _mark(a, w_vals, b_vals, grid.get("best_predicted"), "s", "tab:red", "theory optimum")
+        _mark(a, w_vals, b_vals, grid.get("best_empirical"), "o", "white", "empirical optimum")
+        a.legend(fontsize=7, loc="upper left", framealpha=0.6)
+    s2 = grid.get("sigma2")
+    title = _opt_title(results, "grid search") + (f"; σ² = {s2:.3g}" if s2 is not None else "")
+    if ax is None:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_optimize(results: Mapping, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``optimize_loss.png``, ``optimize_mse.png`` and (with a grid) ``optimize_grid.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [("optimize_loss", optimize_loss), ("optimize_mse", optimize_mse)]
+    if isinstance(results.get("grid"), Mapping):
+        figures.append(("optimize_grid", optimize_grid))
+    written = {}
+    for name, fn in figures:
+        p = out / f"{name}.png"
+        fn(results, p)
+        written[name] = p
+    return written

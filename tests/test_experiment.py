@@ -171,3 +171,14 @@ def test_demo_and_help(capsys):
     assert "RG flow of the ridge" in out and "spectral bias" in out
     assert cli.main([]) == 0
     assert "curve" in capsys.readouterr().out
+
+
+def test_optimize_cli(tmp_path):
+    out = tmp_path / "opt"
+    argv = ["optimize", "--task", "mnist-0-1", "--source", "bundled", "--pool-size", "80",
+            "--eta", "20", "--steps", "3", "--trials", "2", "--no-grid", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    assert (out / "optimize.json").exists()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "optimize_loss.png" in pngs and "optimize_mse.png" in pngs
+    assert cli.main(argv[:7] + ["--eta", "0", "--out", str(out)]) == 2
