@@ -167,6 +167,22 @@ def write_json_atomic(obj: Any, path: Path) -> None:
         raise
 
 
+def save_and_plot(results: dict, path: Path, plot: Any = None) -> dict:
+    """Write ``results`` to ``path`` (atomic JSON), reload it so figures are drawn from exactly what
+    a later ``rgjax plot`` would read, draw them with ``plot(results, folder)`` and record the time.
+
+    Returns the reloaded (pure-JSON) results.
+    """
+    write_json_atomic(results, path)
+    results = json.loads(path.read_text())
+    if plot is not None:
+        t0 = time.perf_counter()
+        plot(results, path.parent)
+        results.setdefault("timings", {})["plots"] = time.perf_counter() - t0
+        write_json_atomic(results, path)
+    return results
+
+
 def _flow_points(n_modes: int, max_points: int = 2000) -> np.ndarray:
     """κ values for the stored ridge flow: all of them for small spectra, else log-spaced."""
     if n_modes + 1 <= max_points:
@@ -302,16 +318,9 @@ def run_curve(cfg: CurveConfig, out: str | os.PathLike, *, progress: bool = True
         pop = spectrum.from_eigenvalues(task.population_eigenvalues,
                                         task.population_target_coefficients)
         results["population_theory"] = theory_curves(pop, etas, cfg.sigma2, (cfg.threshold,))
-    write_json_atomic(results, out / "results.json")
-    results = json.loads((out / "results.json").read_text())
+    from rgjax import plotting
 
-    if plots:
-        from rgjax import plotting
-
-        t0 = time.perf_counter()
-        plotting.plot_all(results, out)
-        results["timings"]["plots"] = time.perf_counter() - t0
-        write_json_atomic(results, out / "results.json")
+    results = save_and_plot(results, out / "results.json", plotting.plot_all if plots else None)
     log(format_table(results))
     return results
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import time
@@ -656,7 +655,7 @@ def run_gaussianity(
       The results dict as written to JSON (NaN as None).
     """
     from rgjax import datasets, kernels, spectrum
-    from rgjax.experiment import _versions, write_json_atomic
+    from rgjax.experiment import _versions
 
     if len(tuple(modes_pair)) != 2:
         raise ValueError(f"`modes_pair` must be two mode numbers; got {modes_pair!r}.")
@@ -737,16 +736,11 @@ def run_gaussianity(
         "tails": tails_block,
         "timings": timings,
     }
-    path = out / "gaussianity.json"
-    write_json_atomic(results, path)
-    results = json.loads(path.read_text())
-    if plots:
-        from rgjax import plotting
+    from rgjax import plotting
+    from rgjax.experiment import save_and_plot
 
-        t0 = time.perf_counter()
-        plotting.plot_gaussianity(results, out)
-        results["timings"]["plots"] = time.perf_counter() - t0
-        write_json_atomic(results, path)
+    results = save_and_plot(results, out / "gaussianity.json",
+                            plotting.plot_gaussianity if plots else None)
     log(format_gaussianity_table(results))
     return results
 

@@ -1229,10 +1229,9 @@ def run_optimize(
     Returns:
       The results dictionary as written to JSON (NaN as None).
     """
-    import json
 
     from rgjax import datasets
-    from rgjax.experiment import _versions, default_etas, write_json_atomic
+    from rgjax.experiment import _versions, default_etas
 
     say = log if log is not None else (lambda _msg: None)
     objective = _check_objective(objective)
@@ -1341,15 +1340,11 @@ def run_optimize(
         "timings": timings,
     }
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(results, out / "optimize.json")
-    results = json.loads((out / "optimize.json").read_text())
-    if plots:
-        from rgjax import plotting
+    from rgjax import plotting
+    from rgjax.experiment import save_and_plot
 
-        t0 = time.perf_counter()
-        plotting.plot_optimize(results, out)
-        results["timings"]["plots"] = time.perf_counter() - t0
-        write_json_atomic(results, out / "optimize.json")
+    results = save_and_plot(results, out / "optimize.json",
+                            plotting.plot_optimize if plots else None)
     say(format_summary(results))
     return results
 
