@@ -66,6 +66,13 @@ def _data_and_kernel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
 
 
+def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    """--out, --no-plots, --quiet: the same meaning for every subcommand that writes a folder."""
+    p.add_argument("--out", default=None, help=f"results folder (default: {default_out})")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rgjax",
@@ -98,9 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--n-modes", type=int, default=4000, help="synthetic-powerlaw: feature modes")
     c.add_argument("--alpha", type=float, default=0.5, help="synthetic-powerlaw: λ_k ∝ k^-(1+α)")
     c.add_argument("--beta", type=float, default=0.5, help="synthetic-powerlaw: y_k² ∝ k^-(1+β)")
-    c.add_argument("--out", default=None, help="results folder (default: runs/curve-TASK)")
-    c.add_argument("--no-plots", action="store_true", help="skip the figures")
-    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    _output_options(c, "runs/curve-TASK")
 
     g = sub.add_parser(
         "gaussianity",
@@ -118,9 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--high-modes", type=_ints, default=None,
                    help="high modes for the tail histograms (default N/2, 0.9N, N)")
     g.add_argument("--points", type=int, default=40, help="modes in the log-spaced sweep")
-    g.add_argument("--out", default=None, help="results folder (default: runs/gaussianity-TASK)")
-    g.add_argument("--no-plots", action="store_true", help="skip the figures")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    _output_options(g, "runs/gaussianity-TASK")
 
     t = sub.add_parser(
         "toy",
