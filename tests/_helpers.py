@@ -18,3 +18,25 @@ def powerlaw_arrays(n_modes: int, alpha: float = 0.5, beta: float = 0.5):
     lam = k ** (-(1 + alpha))
     y2 = k ** (-(1 + beta))
     return lam / lam.sum(), np.sqrt(y2 / y2.sum())
+
+
+def run_with_devices(code: str, n_devices: int = 8, timeout: float = 600) -> str:
+    """Run ``code`` in a fresh Python with ``n_devices`` forced host (CPU) devices; return stdout.
+
+    The device count must be fixed before jax is imported, hence the subprocess. The child runs
+    in float64 and fails the calling test (with its stderr) if it exits non-zero.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["JAX_ENABLE_X64"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"child process failed (rc={out.returncode}):\n{out.stderr[-6000:]}")
+    return out.stdout
