@@ -28,6 +28,7 @@ import functools
 import math
 import os
 import time
+from typing import TYPE_CHECKING
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ import numpy as np
 from jax.scipy.special import ndtr
 
 from rgjax._validate import warn
+
+if TYPE_CHECKING:  # annotations only: keeps the import graph one-way
+    from rgjax.spectrum import Spectrum
 
 __all__ = [
     "GaussianityReport",
@@ -321,7 +325,9 @@ def ks_statistic(samples: Any, family: str, loc: Any, scale: Any) -> jax.Array:
     Args:
       samples: ``(N,)`` or ``(N, m)``.
       family: ``"gaussian"`` (loc = mean, scale = std) or ``"cauchy"``.
-      loc, scale: scalars or ``(m,)``.
+      loc: location, scalar or ``(m,)``.
+      scale: scale, scalar or ``(m,)``.
+
     Returns:
       Scalar or ``(m,)``. (Parameters are fitted on the same sample, so the usual KS p-values do not
       apply; the statistic is a distance for comparing the two families.)
@@ -495,7 +501,7 @@ def _subset(report: GaussianityReport, modes: Sequence[int]) -> GaussianityRepor
     return GaussianityReport(**arrays, n_points=report.n_points)
 
 
-def mode_diagnostics(spec, modes: Any) -> GaussianityReport:
+def mode_diagnostics(spec: Spectrum, modes: Any) -> GaussianityReport:
     """Gaussian and Cauchy fits, log-likelihoods, KS statistics and kurtosis of feature modes.
 
     Args:

@@ -211,7 +211,8 @@ def init_params(
 
     Args:
       depth: hidden layers (``L = depth + 1`` Dense layers, as in :func:`rgjax.fc`).
-      W_std, b_std: scalars, or sequences of ``L`` values (one per Dense layer); all > 0.
+      W_std: scalar, or a sequence of ``L`` values (one per Dense layer); all > 0.
+      b_std: scalar, or a sequence of ``L`` values; all > 0.
       sigma2: bare ridge σ² > 0.
       per_layer: give every layer its own parameter (shape ``(L,)``); False shares one value
         (shape ``()``, needs scalar ``W_std``/``b_std``).
@@ -488,7 +489,8 @@ def predicted_mse(
       threshold: learnability threshold ``T`` of the RG objectives.
       temperature: smooth-cutoff τ of the RG objectives; None is the hard threshold (piecewise
         smooth; NaN where not applicable).
-      depth, activation: the :func:`rgjax.fc` architecture.
+      depth: hidden layers of the :func:`rgjax.fc` architecture.
+      activation: its activation.
       path: ``"resolvent"`` (default; exact gradients on degenerate spectra) or ``"eigen"``.
       noise: label-noise variance ε² (spectral bias only).
 
@@ -762,9 +764,11 @@ def fit_kernel(
         layer, σ² = 1e-8); shape ``()`` entries are shared across layers and stay shared.
       optimizer: any optax transformation (default ``optax.adam(0.05)``, i.e. ≈5% relative steps).
       steps: number of optimisation steps ≥ 1.
-      threshold, temperature: the RG cutoff (default: the smooth cutoff τ = 0.05; None = hard).
+      threshold: the RG learnability threshold T.
+      temperature: the RG cutoff's smoothness (default: the smooth cutoff τ = 0.05; None = hard).
       y: ``(N,)`` targets when ``task_or_inputs`` is an array.
-      activation, depth: the :func:`rgjax.fc` architecture.
+      activation: activation of the :func:`rgjax.fc` architecture.
+      depth: its hidden layers.
       path: gradient path (default ``"resolvent"``, exact on degenerate spectra).
       noise: label-noise variance (spectral bias only).
       trainable: which of ``"W_std", "b_std", "sigma2"`` to optimise (others stay at ``init``).
