@@ -634,7 +634,7 @@ def run_gaussianity(
     depth: int = 2,
     W_std: float = math.sqrt(2.0),
     b_std: float = 0.1,
-    block_size: int = 1024,
+    block_size: int = 512,
     modes_pair: tuple[int, int] = (2, 3),
     high_modes: Sequence[int] | None = None,
     n_points: int = 40,

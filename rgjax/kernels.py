@@ -21,8 +21,11 @@ which has the same NNGP as the ``'standard'`` one):
   :class:`GlobalAvgPool` averages it over all pairs of positions.
 
 Besides the layers the module provides :func:`fc` (a fully connected network by activation name),
-:func:`gram` (an N×N Gram matrix built tile by tile with bounded memory) and :func:`from_kernel_fn`
-(an adapter for any neural-tangents-style ``kernel_fn(x1, x2, 'nngp')``).
+:func:`gram` (an N×N Gram matrix built tile by tile with bounded memory, on the host or with its
+rows sharded over devices), :func:`gram_operator`/:func:`gram_matvec` (products ``K @ V`` without
+storing ``K``), :func:`gram_diagonal` (the diagonal, for traces) and :func:`from_kernel_fn` (an
+adapter for any neural-tangents-style ``kernel_fn(x1, x2, 'nngp')``). Multi-device and multi-host
+use is described in :func:`gram`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ __all__ = [
     "serial",
     "fc",
     "gram",
+    "gram_diagonal",
+    "gram_matvec",
+    "gram_operator",
+    "GramOperator",
     "from_kernel_fn",
     "ACTIVATIONS",
 ]
@@ -585,12 +592,26 @@ def fc(
 # --------------------------------------------------------------------------------------------
 
 
-def _as_input(x: Any, name: str, allowed_ndim: tuple[int, ...] | None) -> jax.Array:
-    """``x`` as a floating JAX array after checking finiteness and ndim (errors name ``name``)."""
+def _as_input(
+    x: Any, name: str, allowed_ndim: tuple[int, ...] | None, host: bool = False
+) -> jax.Array | np.ndarray:
+    """``x`` as a floating JAX array after checking finiteness and ndim (errors name ``name``).
+
+    ``host=True`` returns a numpy array instead (same dtype as the JAX array would have), so a
+    numpy input is not copied to the device.
+    """
     check_finite(x, name)
-    arr = jnp.asarray(x)
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        arr = arr.astype(jnp.result_type(float))
+    if host:
+        arr = np.asarray(x)
+        if not np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(jnp.result_type(float))
+        canonical = jax.dtypes.canonicalize_dtype(arr.dtype)
+        if arr.dtype != canonical:
+            arr = arr.astype(canonical)
+    else:
+        arr = jnp.asarray(x)
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            arr = arr.astype(jnp.result_type(float))
     if arr.ndim < 2 or (allowed_ndim is not None and arr.ndim not in allowed_ndim):
         raise ValueError(
             f"`{name}` must have shape (n, d) or (n, H, W, C); got shape {tuple(arr.shape)} "
@@ -654,31 +675,19 @@ def from_kernel_fn(kernel_fn: Callable) -> KernelFn:
 
 
 # --------------------------------------------------------------------------------------------
-# Blocked Gram matrix
+# Gram matrices: blocked (host or row-sharded over devices), matrix-free products, diagonal
 # --------------------------------------------------------------------------------------------
 
 
-@jax.jit
-def _tile(kernel: Any, xa: jax.Array, xb: jax.Array) -> jax.Array:
-    return kernel._raw(xa, xb)
+def _check_gram_args(
+    kernel: Any, x: Any, block_size: Any, host: bool = False
+) -> jax.Array | np.ndarray:
+    """Validate the arguments shared by :func:`gram`, :func:`gram_operator`, :func:`gram_diagonal`.
 
-
-def gram(
-    kernel: Kernel | KernelFn, x: Any, block_size: int = 1024, *, progress: bool = False
-) -> np.ndarray:
-    """The ``(N, N)`` Gram matrix ``K(x, x)`` of ``x`` (shape ``(N, ...)``), with bounded memory.
-
-    Design: the output is a host numpy array filled tile by tile. Only tiles ``(I, J)`` with
-    ``J ≥ I`` of a ``block × block`` grid are computed and mirrored, which halves the work and
-    makes the result exactly symmetric (diagonal tiles are symmetrised, ``(T + Tᵀ)/2``). The last
-    block is padded (by repeating the last point), so every tile has one shape and the kernel is
-    compiled once. Peak memory: the N² output plus two tiles of intermediates (the next tile is
-    dispatched before the current one is copied out). A ``jax.lax.map`` over row blocks would
-    instead hold the padded output on the device and copy it when trimming, doubling the peak.
-
-    ``block_size`` trades speed for memory; image kernels hold ``block² (HW)²`` numbers per
-    intermediate, so use a small block there. ``progress=True`` shows a tqdm bar over tiles.
-    Returns float64 when x64 is enabled.
+    Returns ``x`` as a floating JAX array ``(N, ...)`` (with ``host=True`` on the CPU backend, a
+    numpy input stays a numpy array: no device copy). Raises ``TypeError`` for a non-kernel,
+    ``ValueError`` for a bad ``block_size``, bad ``x`` or a kernel that does not return one number
+    per pair of inputs (a network ending on spatial layers).
     """
     if not isinstance(kernel, (Kernel, KernelFn)):
         raise TypeError(
@@ -689,42 +698,77 @@ def gram(
     integral = isinstance(block_size, (int, np.integer)) and not isinstance(block_size, bool)
     if not integral or block_size < 1:
         raise ValueError(f"`block_size` must be a positive integer; got {block_size!r}.")
-    x, _ = _validate_inputs(
-        x, None, allowed_ndim=(2, 4) if isinstance(kernel, Kernel) else None, names=("x", "")
-    )
+    allowed = (2, 4) if isinstance(kernel, Kernel) else None
+    if host and not isinstance(x, jax.Array) and jax.default_backend() == "cpu":
+        x = _as_input(x, "x", allowed, host=True)
+    else:
+        x, _ = _validate_inputs(x, None, allowed_ndim=allowed, names=("x", ""))
     if isinstance(kernel, Kernel):
         kernel._check_params()
+        one = jax.ShapeDtypeStruct((1,) + tuple(x.shape[1:]), x.dtype)
+        shape = jax.eval_shape(kernel._raw, one, one).shape
+        if shape != (1, 1):
+            raise ValueError(
+                f"`kernel` returns shape {shape} for one pair of inputs, not a single number: it "
+                "ends on spatial layers. Add GlobalAvgPool() or Flatten() (and a Dense) at the end "
+                "of the network to get an (N, N) Gram matrix."
+            )
+    return x
+
+
+# ---- host path ------------------------------------------------------------------------------
+
+
+@jax.jit
+def _tile(kernel: Any, xa: jax.Array, xb: jax.Array) -> jax.Array:
+    return kernel._raw(xa, xb)
+
+
+def _gram_host(
+    kernel: Any, x: jax.Array | np.ndarray, block_size: int, progress: bool
+) -> np.ndarray:
+    """Host numpy ``(N, N)`` Gram matrix filled tile by tile (see :func:`gram`).
+
+    ``x`` is a JAX array, or on the CPU backend the numpy input itself: its blocks are then
+    copied in per tile instead of holding a device copy of all of ``x``.
+    """
     n = x.shape[0]
-    b = min(int(block_size), max(n, 1))
+    if n == 0:
+        return np.empty((0, 0), dtype=np.asarray(x).dtype)
+    b = min(int(block_size), n)
     nb = -(-n // b)
-    if nb * b > n:  # repeat the last point: a valid input for any kernel_fn (zeros may not be)
-        x = jnp.concatenate([x, jnp.repeat(x[-1:], nb * b - n, axis=0)], axis=0)
-    blocks = [x[i * b : (i + 1) * b] for i in range(nb)]
+    # Every tile has shape (b, b): the last block starts at n - b (overlapping its neighbour)
+    # and only its new rows/columns are kept. One compiled tile, and no padded copy of x.
+    starts = [min(i * b, n - b) for i in range(nb)]
     pairs = [(i, j) for i in range(nb) for j in range(i, nb)]
     out: np.ndarray | None = None
     bar = _progress(len(pairs)) if progress else None
 
-    pending = _tile(kernel, blocks[pairs[0][0]], blocks[pairs[0][1]]) if pairs else None
+    def dispatch(t: int) -> jax.Array:
+        i, j = pairs[t]
+        return _tile(kernel, x[starts[i] : starts[i] + b], x[starts[j] : starts[j] + b])
+
+    pending = dispatch(0)
     for t, (i, j) in enumerate(pairs):
-        current = pending
-        if t + 1 < len(pairs):  # async dispatch: compute the next tile while copying this one
-            pending = _tile(kernel, blocks[pairs[t + 1][0]], blocks[pairs[t + 1][1]])
-        tile = np.asarray(current)
+        tile = np.asarray(pending)  # waits for tile t (on CPU: a view of its buffer, no copy)
+        if t + 1 < len(pairs):  # async dispatch: compute the next tile while storing this one
+            pending = dispatch(t + 1)
         if out is None:
             out = np.empty((n, n), dtype=tile.dtype)
         r0, r1, c0, c1 = i * b, min((i + 1) * b, n), j * b, min((j + 1) * b, n)
-        tile = tile[: r1 - r0, : c1 - c0]
+        tile = tile[r0 - starts[i] : r1 - starts[i], c0 - starts[j] : c1 - starts[j]]
         if i == j:
-            out[r0:r1, c0:c1] = 0.5 * (tile + tile.T)
+            out[r0:r1, c0:c1] = tile
+            out[r0:r1, c0:c1] += tile.T
+            out[r0:r1, c0:c1] *= 0.5
         else:
             out[r0:r1, c0:c1] = tile
             out[c0:c1, r0:r1] = tile.T
+        del tile
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    if out is None:
-        out = np.empty((0, 0), dtype=np.asarray(x).dtype)
     return out
 
 
@@ -732,3 +776,433 @@ def _progress(total: int):
     from tqdm.auto import tqdm  # a core dependency; imported lazily to keep `import rgjax` light
 
     return tqdm(total=total, desc="gram tiles", unit="tile")
+
+
+# ---- devices: meshes, shard_map -------------------------------------------------------------
+
+
+def _shard_map(f: Callable, mesh: Any, in_specs: Any, out_specs: Any) -> Callable:
+    """``jax.shard_map`` (jax >= 0.6) or ``jax.experimental.shard_map`` (older), unchecked."""
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    from jax.experimental.shard_map import shard_map  # pragma: no cover - jax < 0.6
+
+    return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
+def _row_mesh(devices: list) -> jax.sharding.Mesh:
+    """A 1-D mesh ``('rows',)`` over ``devices``, with the Auto axis type where jax has them (on
+    jax >= 0.10 ``make_mesh`` defaults to Explicit axes, which ``jnp.linalg.eigh`` rejects)."""
+    arr = np.empty(len(devices), dtype=object)
+    arr[:] = devices
+    axis_type = getattr(jax.sharding, "AxisType", None)
+    if axis_type is not None:
+        try:
+            return jax.sharding.Mesh(arr, ("rows",), axis_types=(axis_type.Auto,))
+        except TypeError:  # pragma: no cover - jax versions without axis_types in Mesh
+            pass
+    return jax.sharding.Mesh(arr, ("rows",))  # pragma: no cover
+
+
+def _row_sharding(devices: Any, sharding: Any) -> jax.sharding.NamedSharding | None:
+    """The row sharding requested through ``devices`` or ``sharding`` (None: host path)."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    if devices is not None and sharding is not None:
+        raise ValueError("pass either `devices` or `sharding`, not both.")
+    if sharding is not None:
+        if not isinstance(sharding, NamedSharding):
+            raise ValueError(
+                "`sharding` must be a jax.sharding.NamedSharding that splits rows, e.g. "
+                f"NamedSharding(mesh, PartitionSpec('rows', None)); got {type(sharding).__name__}."
+            )
+        spec = tuple(sharding.spec)
+        if not spec or spec[0] is None or any(s is not None for s in spec[1:]):
+            raise ValueError(
+                "`sharding` must split the rows over mesh axes and keep columns whole, i.e. "
+                f"PartitionSpec(axis) or PartitionSpec(axis, None); got {sharding.spec}."
+            )
+        return NamedSharding(sharding.mesh, P(spec[0], None))
+    if devices is None:
+        return None
+    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        available = jax.devices()
+        if not 1 <= devices <= len(available):
+            raise ValueError(
+                f"`devices`={devices} must lie in [1, {len(available)}] (the devices jax sees); "
+                "or pass a list of jax devices."
+            )
+        devs = list(available[: int(devices)])
+    else:
+        try:
+            devs = list(devices)
+        except TypeError:
+            raise ValueError(
+                f"`devices` must be a sequence of jax devices or a count; got {devices!r}."
+            ) from None
+        if not devs or not all(isinstance(d, jax.Device) for d in devs):
+            raise ValueError(
+                "`devices` must be a non-empty sequence of jax devices (e.g. jax.devices()) or "
+                f"a count; got {devices!r}."
+            )
+        if len({d.id for d in devs}) != len(devs):
+            raise ValueError("`devices` lists the same device more than once.")
+    return NamedSharding(_row_mesh(devs), P("rows", None))
+
+
+def _axis_size(sharding: Any) -> int:
+    """Number of row shards: the product of the mesh axes named in ``spec[0]``."""
+    axes = sharding.spec[0]
+    axes = axes if isinstance(axes, tuple) else (axes,)
+    return math.prod(sharding.mesh.shape[a] for a in axes)
+
+
+def _replicated(x: jax.Array, mesh: Any) -> jax.Array:
+    """``x`` replicated over ``mesh`` (also across processes: every process passes the same x)."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    target = NamedSharding(mesh, P())
+    if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(target, x.ndim):
+        return x
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, target, lambda idx: host[idx])
+
+
+def _balanced_tile(total: int, block: int) -> int:
+    """Tile length ``≤ block`` covering ``total`` with the fewest tiles and least overlap."""
+    count = -(-total // block)
+    return -(-total // count)
+
+
+@functools.partial(jax.jit, static_argnames=("sharding", "row_tile", "col_tile"))
+def _gram_rows(kernel: Any, x: jax.Array, *, sharding: Any, row_tile: int, col_tile: int):
+    """Row-sharded ``(N, N)`` Gram matrix: each device fills its ``(N/D, N)`` row block in place,
+    one ``(row_tile, col_tile)`` tile at a time (tiles at the edges are shifted back to fit)."""
+    from jax.sharding import PartitionSpec as P
+
+    axis = sharding.spec[0]
+    n = x.shape[0]
+    rows = n // _axis_size(sharding)
+    n_row_tiles, n_col_tiles = -(-rows // row_tile), -(-n // col_tile)
+    one = jax.ShapeDtypeStruct((1,) + tuple(x.shape[1:]), x.dtype)
+    dtype = jax.eval_shape(kernel._raw, one, one).dtype
+
+    def local(kernel, x):
+        row0 = jax.lax.axis_index(axis) * rows
+
+        def body(t, out):
+            i, j = t // n_col_tiles, t % n_col_tiles
+            r0 = jnp.minimum(i * row_tile, rows - row_tile)
+            c0 = jnp.minimum(j * col_tile, n - col_tile)
+            xa = jax.lax.dynamic_slice_in_dim(x, row0 + r0, row_tile, axis=0)
+            xb = jax.lax.dynamic_slice_in_dim(x, c0, col_tile, axis=0)
+            return jax.lax.dynamic_update_slice(out, kernel._raw(xa, xb).astype(dtype), (r0, c0))
+
+        out = jnp.zeros((rows, n), dtype)
+        return jax.lax.fori_loop(0, n_row_tiles * n_col_tiles, body, out)
+
+    return _shard_map(local, sharding.mesh, (P(), P()), P(axis, None))(kernel, x)
+
+
+def _gram_sharded(kernel: Any, x: jax.Array, block_size: int, sharding: Any) -> jax.Array:
+    n, n_shards = x.shape[0], _axis_size(sharding)
+    if n % n_shards:
+        raise ValueError(
+            f"`x` has N={n} points, which {n_shards} row shards cannot split evenly (jax "
+            "shardings need equal shards). Use a number of devices that divides N, e.g. "
+            f"devices=jax.devices()[:k], or trim/pad x to a multiple of {n_shards} "
+            f"(x[:{n - n % n_shards}] drops the last {n % n_shards} points)."
+        )
+    if n == 0:
+        return jax.device_put(jnp.zeros((0, 0), x.dtype), sharding)
+    rows = n // n_shards
+    row_tile = _balanced_tile(rows, min(block_size, rows))
+    col_tile = _balanced_tile(n, min(block_size, n))
+    x = _replicated(x, sharding.mesh)
+    return _gram_rows(kernel, x, sharding=sharding, row_tile=row_tile, col_tile=col_tile)
+
+
+def gram(
+    kernel: Kernel | KernelFn,
+    x: Any,
+    block_size: int = 512,
+    *,
+    progress: bool = False,
+    devices: Any = None,
+    sharding: Any = None,
+) -> np.ndarray | jax.Array:
+    """The ``(N, N)`` Gram matrix ``K(x, x)`` of ``x`` (shape ``(N, d)`` or ``(N, H, W, C)``).
+
+    Args:
+      kernel: an rgjax kernel (:func:`fc`, :func:`serial`, ...) or :func:`from_kernel_fn`.
+      x: ``(N, ...)`` inputs.
+      block_size: tile edge; memory beyond the output is a few tiles of ``block_size²`` numbers
+        (times ``(HW)²`` for image kernels: use a small block there). The default 512 is as fast
+        as 1024 on CPU and keeps the host path's extra memory at N = 4000, d = 784 to ≈ 0.1-0.2×
+        the output (1024: ≈ 0.4×; ``benchmarks/bench_kernels.py``).
+      progress: show a tqdm bar over tiles (host path only; the device path is one program).
+      devices: ``None`` (default: host path below), a sequence of jax devices, or a count ``k``
+        (the first ``k`` of ``jax.devices()``): return a ``jax.Array`` whose rows are split over
+        these devices, ``NamedSharding(Mesh(devices, ('rows',)), PartitionSpec('rows', None))``.
+      sharding: instead of ``devices``, a ``NamedSharding`` splitting rows over any mesh axes,
+        ``PartitionSpec(axis)`` or ``PartitionSpec(axis, None)``; the result has that sharding.
+
+    Returns:
+      Without ``devices``/``sharding``: a host ``numpy.ndarray`` ``(N, N)``, exactly symmetric.
+      With them: a ``jax.Array`` ``(N, N)`` sharded by rows, equal to the host result to
+      round-off (≈1e-16 relative; symmetric to round-off). N must be divisible by the number of
+      row shards (jax shardings need equal shards). float64 when x64 is enabled.
+
+    Host path (default): the output is a host numpy array filled tile by tile. Only tiles
+    ``(I, J)`` with ``J ≥ I`` of a ``block × block`` grid are computed and mirrored, which halves
+    the work and makes the result exactly symmetric (diagonal tiles are symmetrised,
+    ``(T + Tᵀ)/2``). Every tile has one shape (the last block is shifted back to end at N), so
+    the kernel is compiled once. Peak memory: the N² output plus two tiles (the next tile is
+    computed while the current one is stored). On the CPU backend a numpy ``x`` is not copied
+    to the device as a whole: its blocks are passed per tile.
+
+    Device path: one compiled program (``shard_map``) in which every device fills its own
+    ``(N/D, N)`` row block in place, tile by tile, so each device holds its block plus one tile of
+    intermediates. It computes all N² entries (no mirroring across devices, which would need
+    communication), i.e. ``N²/D`` per device. The result feeds ``jnp.linalg.eigh``, ``K @ V``
+    and the other jax operations directly (the mesh uses the Auto axis type).
+
+    Multi-device and multi-host use:
+
+    * One host, several accelerators: ``gram(kernel, x, devices=jax.devices())``. On CPU, test
+      with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` set before importing jax.
+    * Several hosts: call ``jax.distributed.initialize()`` in every process first, load the same
+      ``x`` everywhere, then make the same calls with the global devices,
+      ``gram(kernel, x, devices=jax.devices())`` or ``sharding=NamedSharding(mesh, P('rows'))``;
+      each process computes and holds only the rows on its own devices (``K.addressable_shards``).
+      :func:`gram_operator`/:func:`gram_matvec` take the same ``devices``/``sharding`` arguments
+      and need no N² memory at all.
+    """
+    row_sharding = _row_sharding(devices, sharding)
+    x = _check_gram_args(kernel, x, block_size, host=row_sharding is None)
+    if row_sharding is None:
+        return _gram_host(kernel, x, int(block_size), progress)
+    return _gram_sharded(kernel, x, int(block_size), row_sharding)
+
+
+# ---- diagonal -------------------------------------------------------------------------------
+
+
+@jax.jit
+def _diagonal_closed(kernel: Any, x: jax.Array) -> jax.Array:
+    # The self-covariance of the layer recursion is the Gram diagonal: O(N) work. The second
+    # batch (one point) only keeps the cross term small.
+    return kernel._apply(_input_cov(x, x[:1])).cov1
+
+
+@functools.partial(jax.jit, static_argnames=("size",))
+def _diagonal_blocks(kernel: Any, x: jax.Array, size: int) -> jax.Array:
+    # Generic kernel_fn: diagonals of (size × size) tiles along the diagonal, O(N·size) work.
+    n = x.shape[0]
+    nb = -(-n // size)
+    xp = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (nb * size - n,) + x.shape[1:])], axis=0)
+    blocks = xp.reshape((nb, size) + x.shape[1:])
+    d = jax.lax.map(lambda xb: jnp.diagonal(kernel._raw(xb, xb)), blocks)
+    return d.reshape(-1)[:n]
+
+
+def gram_diagonal(kernel: Kernel | KernelFn, x: Any) -> jax.Array:
+    """``K(x_i, x_i)`` for every point: the ``(N,)`` diagonal of :func:`gram` without the matrix.
+
+    For rgjax layers it is the self-covariance of the layer recursion, ``O(N)`` work; for a
+    wrapped ``kernel_fn`` it takes the diagonals of ``32 × 32`` tiles (``O(32 N)``). Equal to
+    ``diag(gram(kernel, x))`` to round-off; its sum is the trace the spectrum's tail mass needs.
+    """
+    x = _check_gram_args(kernel, x, 1)
+    if x.shape[0] == 0:
+        return jnp.zeros((0,), x.dtype)
+    if isinstance(kernel, Kernel):
+        return _diagonal_closed(kernel, x)
+    return _diagonal_blocks(kernel, x, size=min(32, x.shape[0]))
+
+
+# ---- matrix-free products -------------------------------------------------------------------
+
+
+def _pair_schedule(nb: int, n_shards: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upper-triangle tile pairs ``(I, J)``, ``J ≥ I``, dealt round-robin to ``n_shards``.
+
+    Returns ``I, J, weight`` of shape ``(n_shards, m)``; padding pairs have weight 0.
+    """
+    rows, cols = np.triu_indices(nb)
+    count = rows.size
+    m = -(-count // n_shards)
+    pad = m * n_shards - count
+    weight = np.concatenate([np.ones(count), np.zeros(pad)])
+    rows = np.concatenate([rows, np.zeros(pad, int)]).astype(np.int32)
+    cols = np.concatenate([cols, np.zeros(pad, int)]).astype(np.int32)
+    shape = (m, n_shards)  # round-robin: pair t goes to shard t % n_shards
+    return tuple(a.reshape(shape).T.copy() for a in (rows, cols, weight))
+
+
+@functools.partial(jax.jit, static_argnames=("size", "sharding"))
+def _matvec(kernel: Any, x: jax.Array, v: jax.Array, *, size: int, sharding: Any) -> jax.Array:
+    """``K(x, x) @ v`` for ``v`` of shape ``(N, k)`` through ``(size, size)`` tiles ``J ≥ I``.
+
+    Each tile ``T = K(x_I, x_J)`` contributes ``T v_J`` to rows I and ``Tᵀ v_I`` to rows J (if
+    I ≠ J): the kernel is evaluated on half the matrix. Rows are padded to a multiple of
+    ``size`` by repeating the last point, with zero rows in ``v`` (so padding adds nothing).
+    With a sharding the tiles are dealt to the row shards and the partial products summed.
+    """
+    from jax.sharding import PartitionSpec as P
+
+    n, k = v.shape
+    nb = -(-n // size)
+    npad = nb * size
+    xp = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (npad - n,) + x.shape[1:])], axis=0)
+    one = jax.ShapeDtypeStruct((1,) + tuple(x.shape[1:]), x.dtype)
+    dtype = jnp.result_type(jax.eval_shape(kernel._raw, one, one).dtype, v.dtype)
+    vp = jnp.pad(v.astype(dtype), ((0, npad - n), (0, 0)))
+    n_shards = 1 if sharding is None else _axis_size(sharding)
+    rows_np, cols_np, weight_np = _pair_schedule(nb, n_shards)
+    dot = functools.partial(jnp.matmul, precision=_HIGHEST)
+
+    def local(kernel, xp, vp, shard):
+        rows_i, cols_j = jnp.asarray(rows_np)[shard], jnp.asarray(cols_np)[shard]
+        weights = jnp.asarray(weight_np, dtype)[shard]
+
+        def body(t, acc):
+            i, j, w = rows_i[t] * size, cols_j[t] * size, weights[t]
+            tile = kernel._raw(
+                jax.lax.dynamic_slice_in_dim(xp, i, size, axis=0),
+                jax.lax.dynamic_slice_in_dim(xp, j, size, axis=0),
+            ).astype(dtype)
+            v_i = jax.lax.dynamic_slice_in_dim(vp, i, size, axis=0)
+            v_j = jax.lax.dynamic_slice_in_dim(vp, j, size, axis=0)
+            upd = jax.lax.dynamic_slice_in_dim(acc, i, size, axis=0) + w * dot(tile, v_j)
+            acc = jax.lax.dynamic_update_slice_in_dim(acc, upd, i, axis=0)
+            w_t = jnp.where(i != j, w, jnp.zeros_like(w))
+            upd = jax.lax.dynamic_slice_in_dim(acc, j, size, axis=0) + w_t * dot(tile.T, v_i)
+            return jax.lax.dynamic_update_slice_in_dim(acc, upd, j, axis=0)
+
+        return jax.lax.fori_loop(0, rows_np.shape[1], body, jnp.zeros((npad, k), dtype))
+
+    if sharding is None:
+        out = local(kernel, xp, vp, 0)
+    else:
+        axis = sharding.spec[0]
+
+        def sharded(kernel, xp, vp):
+            return jax.lax.psum(local(kernel, xp, vp, jax.lax.axis_index(axis)), axis)
+
+        out = _shard_map(sharded, sharding.mesh, (P(), P(), P()), P())(kernel, xp, vp)
+    return out[:n]
+
+
+@_pytree(data=("kernel", "x"), meta=("block_size", "sharding"))
+class GramOperator:
+    """The Gram matrix ``K(x, x)`` as a linear operator: products without storing ``K``.
+
+    Build it with :func:`gram_operator`. ``op(V)`` (also ``op.matvec(V)``) returns ``K @ V`` for
+    ``V`` of shape ``(N,)`` or ``(N, b)``, in the same shape; ``op.diagonal()`` is the ``(N,)``
+    diagonal and ``op.trace()`` its sum; ``op.shape == (N, N)``. It is a pytree (kernel
+    hyper-parameters and ``x`` are leaves), so it can be passed into ``jit``; products are
+    compiled once per shape of ``V``.
+    """
+
+    kernel: Any
+    x: jax.Array
+    block_size: int
+    sharding: Any
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.n)
+
+    @property
+    def dtype(self) -> Any:
+        one = jax.ShapeDtypeStruct((1,) + tuple(self.x.shape[1:]), self.x.dtype)
+        return jax.eval_shape(self.kernel._raw, one, one).dtype
+
+    def __call__(self, V: Any) -> jax.Array:
+        """``K @ V``: ``V`` of shape ``(N,)`` or ``(N, b)`` → the same shape."""
+        check_finite(V, "V")
+        v = jnp.asarray(V)
+        if v.ndim not in (1, 2) or v.shape[0] != self.n:
+            raise ValueError(
+                f"`V` must have shape (N,) or (N, b) with N = {self.n} (the number of points in "
+                f"x); got shape {tuple(v.shape)}."
+            )
+        if not jnp.issubdtype(v.dtype, jnp.floating):
+            v = v.astype(jnp.result_type(float))
+        if self.n == 0:
+            return jnp.zeros(v.shape, jnp.result_type(self.dtype, v.dtype))
+        out = _matvec(
+            self.kernel, self.x, v[:, None] if v.ndim == 1 else v, size=self.block_size,
+            sharding=self.sharding,
+        )
+        return out.reshape(v.shape)
+
+    matvec = __call__
+
+    def diagonal(self) -> jax.Array:
+        """``(N,)`` diagonal ``K(x_i, x_i)`` (see :func:`gram_diagonal`)."""
+        if self.n == 0:
+            return jnp.zeros((0,), self.x.dtype)
+        if isinstance(self.kernel, Kernel):
+            return _diagonal_closed(self.kernel, self.x)
+        return _diagonal_blocks(self.kernel, self.x, size=min(32, self.n))
+
+    def trace(self) -> jax.Array:
+        """``Σ_i K(x_i, x_i)``, a scalar."""
+        return jnp.sum(self.diagonal())
+
+
+def gram_operator(
+    kernel: Kernel | KernelFn,
+    x: Any,
+    block_size: int = 512,
+    *,
+    devices: Any = None,
+    sharding: Any = None,
+) -> GramOperator:
+    """``K(x, x)`` as a :class:`GramOperator`: ``op(V) = K @ V`` without storing the matrix.
+
+    Args:
+      kernel: an rgjax kernel or :func:`from_kernel_fn`.
+      x: ``(N, ...)`` inputs (validated once, here).
+      block_size: tile edge; each product evaluates the kernel on the ``J ≥ I`` tiles of a
+        ``block × block`` grid (half the matrix) and holds one tile plus ``V`` and the result:
+        memory ``O(block² + N b)``, never ``N²``. One product costs about as much as
+        building the matrix once with :func:`gram` (the kernel evaluations dominate), so use the
+        operator when ``K`` does not fit, or fits only on several devices. On GPUs larger
+        blocks (2048-4096) keep the device busier.
+      devices, sharding: as in :func:`gram`; the tiles are then dealt round-robin to the row
+        shards and the partial products summed (``psum``). Any N works here.
+
+    ``op`` is the callable ``matvec(V: (N, b)) -> (N, b)`` that top-k eigensolvers take;
+    ``functools.partial(gram_matvec, kernel, x)`` is equivalent but validates ``x`` on every
+    call.
+    """
+    x = _check_gram_args(kernel, x, block_size)
+    row_sharding = _row_sharding(devices, sharding)
+    if row_sharding is not None:
+        x = _replicated(x, row_sharding.mesh)
+    size = min(int(block_size), max(x.shape[0], 1))
+    return GramOperator(kernel, x, size, row_sharding)
+
+
+def gram_matvec(
+    kernel: Kernel | KernelFn,
+    x: Any,
+    V: Any,
+    block_size: int = 512,
+    *,
+    devices: Any = None,
+    sharding: Any = None,
+) -> jax.Array:
+    """``K(x, x) @ V`` for ``V`` of shape ``(N,)`` or ``(N, b)``, without storing ``K``.
+
+    Same as ``gram_operator(kernel, x, block_size, devices=..., sharding=...)(V)``; see
+    :func:`gram_operator` for memory and device use. Returns the shape of ``V``.
+    """
+    return gram_operator(kernel, x, block_size, devices=devices, sharding=sharding)(V)

@@ -2,6 +2,7 @@
 finite-width Monte Carlo, gradients, the blocked Gram builder, the kernel_fn adapter, validation."""
 
 import collections
+import functools
 import pathlib
 import re
 
@@ -28,6 +29,9 @@ from rgjax.kernels import (
     fc,
     from_kernel_fn,
     gram,
+    gram_diagonal,
+    gram_matvec,
+    gram_operator,
     serial,
 )
 
@@ -454,6 +458,142 @@ def test_gram_psd_on_larger_pool():
     K = gram(fc(2, "relu", 1.5, 0.05), x, block_size=128)
     eig = np.linalg.eigvalsh(K)
     assert eig[0] >= -1e-10 * np.trace(K)
+
+
+def _numpy_relu_nngp(x, depth, w_std, b_std):
+    """Independent numpy arc-cosine recursion of [Dense, Relu] x depth + Dense (whole matrix)."""
+    w2, b2 = w_std**2, b_std**2
+    k = w2 * (x @ x.T) / x.shape[1] + b2
+    for _ in range(depth):
+        d = np.sqrt(np.diag(k))
+        norm = np.outer(d, d)
+        theta = np.arccos(np.clip(k / norm, -1.0, 1.0))
+        k = w2 * norm * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi) + b2
+    return k
+
+
+@pytest.mark.parametrize("block", [7, 512])
+def test_gram_matches_numpy_recursion_any_block(block):
+    """Blocks that do not divide N (the last block is shifted back to end at N) or exceed N."""
+    x = np.random.default_rng(30).normal(size=(37, 6))
+    K = gram(fc(3, "relu", 1.4, 0.1), x, block_size=block)
+    np.testing.assert_allclose(K, _numpy_relu_nngp(x, 3, 1.4, 0.1), rtol=1e-13, atol=1e-13)
+    assert np.array_equal(K, K.T)
+
+
+def test_gram_numpy_and_jax_inputs_give_identical_matrices():
+    """A numpy x is passed block by block on CPU, a jax x is sliced on the device: same tiles."""
+    x = np.random.default_rng(31).normal(size=(29, 5))
+    kernel = fc(2, "erf", 1.3, 0.2)
+    assert np.array_equal(gram(kernel, x, block_size=8), gram(kernel, jnp.asarray(x), block_size=8))
+
+
+def test_gram_single_device_array():
+    """devices=1 returns a jax.Array on one device with the numbers of the host path."""
+    x = np.random.default_rng(32).normal(size=(21, 4))
+    kernel = fc(2, "relu", 1.5, 0.05)
+    K = gram(kernel, x, block_size=8, devices=1)
+    assert isinstance(K, jax.Array) and K.shape == (21, 21) and K.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(K), gram(kernel, x, block_size=8), rtol=0, atol=1e-14)
+    K2 = gram(kernel, x, block_size=8, devices=jax.devices()[:1])
+    np.testing.assert_array_equal(np.asarray(K2), np.asarray(K))
+
+
+_OPERATOR_CASES = [
+    (fc(2, "relu", 1.5, 0.05), (37, 5), 8),
+    (serial(Conv((3, 3), (1, 1), "SAME", 1.5, 0.05), Relu(), GlobalAvgPool(), Dense(1.5, 0.05)),
+     (11, 4, 4, 1), 64),
+]
+
+
+@pytest.mark.parametrize("kernel,shape,block", _OPERATOR_CASES, ids=["relu", "conv_block_gt_n"])
+def test_gram_matvec_and_diagonal_match_dense(kernel, shape, block):
+    rng = np.random.default_rng(33)
+    x = rng.normal(size=shape)
+    K = np.asarray(kernel(x))  # the direct (unblocked) kernel evaluation
+    V = rng.normal(size=(shape[0], 3))
+    scale = np.abs(K).sum(axis=1).max() * np.abs(V).max()
+    out = gram_matvec(kernel, x, V, block_size=block)
+    assert out.shape == V.shape
+    np.testing.assert_allclose(out, K @ V, rtol=0, atol=1e-14 * scale)
+    diag = gram_diagonal(kernel, x)
+    assert diag.shape == (shape[0],)
+    np.testing.assert_allclose(diag, np.diag(K), rtol=1e-14, atol=0)
+
+
+def test_gram_operator_for_eigensolvers():
+    """The operator is a callable (N, b) -> (N, b), a pytree usable inside jit, compiled once."""
+    from rgjax import kernels
+
+    rng = np.random.default_rng(34)
+    x = rng.normal(size=(30, 4))
+    kernel = fc(2, "relu", 1.5, 0.05)
+    K = gram(kernel, x)
+    op = gram_operator(kernel, x, block_size=7)
+    assert op.shape == (30, 30) and op.dtype == jnp.float64
+    np.testing.assert_allclose(op.trace(), np.trace(K), rtol=1e-14)
+    np.testing.assert_allclose(op.diagonal(), np.diag(K), rtol=1e-14)
+    V = rng.normal(size=(30, 2))
+    before = kernels._matvec._cache_size()
+    first = op(V)
+    np.testing.assert_array_equal(op.matvec(V + 0.0), first)
+    assert kernels._matvec._cache_size() == before + 1
+    np.testing.assert_allclose(first, K @ V, atol=1e-13)
+
+    @jax.jit
+    def rayleigh(op, v):  # a solver step: the operator passes through jit as a pytree
+        return v.T @ op(v)
+
+    np.testing.assert_allclose(rayleigh(op, V), V.T @ K @ V, rtol=1e-12)
+    partial = functools.partial(gram_matvec, kernel, x, block_size=7)
+    np.testing.assert_array_equal(partial(V), first)
+    v1 = op(V[:, 0])  # a vector in, a vector out
+    assert v1.shape == (30,)
+    np.testing.assert_allclose(v1, K @ V[:, 0], atol=1e-13)
+
+
+def test_gram_functions_with_kernel_fn_adapter():
+    x = np.random.default_rng(35).normal(size=(13, 3))
+    kern = fc(1, "relu", 1.2, 0.1)
+    wrapped = from_kernel_fn(lambda a, b, get: kern(a, b))
+    K = np.asarray(kern(x))
+    V = np.random.default_rng(36).normal(size=(13, 2))
+    np.testing.assert_allclose(gram(wrapped, x, block_size=4), K, atol=1e-14)
+    np.testing.assert_allclose(gram_matvec(wrapped, x, V, block_size=4), K @ V, atol=1e-13)
+    np.testing.assert_allclose(gram_diagonal(wrapped, x), np.diag(K), rtol=1e-14)
+
+
+def test_gram_device_and_operator_arguments_raise_clear_errors():
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    kernel, x = fc(1), np.ones((4, 2))
+    mesh = Mesh(jax.devices()[:1], ("r",))
+    with pytest.raises(ValueError, match="either `devices` or `sharding`"):
+        gram(kernel, x, devices=1, sharding=NamedSharding(mesh, PartitionSpec("r")))
+    with pytest.raises(ValueError, match=r"`devices`=0 must lie in \[1, "):
+        gram(kernel, x, devices=0)
+    with pytest.raises(ValueError, match="`devices` must be a non-empty sequence of jax devices"):
+        gram(kernel, x, devices=["cpu"])
+    with pytest.raises(ValueError, match="the same device more than once"):
+        gram(kernel, x, devices=jax.devices()[:1] * 2)
+    with pytest.raises(ValueError, match="`sharding` must be a jax.sharding.NamedSharding"):
+        gram(kernel, x, sharding="rows")
+    with pytest.raises(ValueError, match="must split the rows"):
+        gram(kernel, x, sharding=NamedSharding(mesh, PartitionSpec(None, "r")))
+    with pytest.raises(ValueError, match="ends on spatial layers"):
+        gram(serial(Conv(), Relu()), np.ones((2, 3, 3, 1)))
+    with pytest.raises(ValueError, match="ends on spatial layers"):
+        gram_operator(serial(Conv(), Relu()), np.ones((2, 3, 3, 1)))
+    with pytest.raises(ValueError, match=r"`V` must have shape \(N,\) or \(N, b\) with N = 4"):
+        gram_matvec(kernel, x, np.ones((3, 2)))
+    with pytest.raises(ValueError, match="`V` contains 1 NaN/Inf"):
+        gram_matvec(kernel, x, np.array([1.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="`block_size` must be a positive integer"):
+        gram_operator(kernel, x, block_size=1.5)
+    with pytest.raises(ValueError, match="`x` contains 1 NaN/Inf"):
+        gram_diagonal(kernel, np.array([[1.0, np.inf]]))
+    with pytest.raises(TypeError, match="from_kernel_fn"):
+        gram_matvec(lambda a, b: a @ b.T, x, np.ones(4))
 
 
 def test_kernel_symmetric_and_cross_consistent():
