@@ -1,11 +1,17 @@
-"""Hermite toy model (paper Fig. 3, THEORY §5): exact per-data-set solve, chunked accumulation,
-quadrature theory, a statistical check of the input-dependent RG, and input validation."""
+"""Hermite toy model (paper Fig. 3, THEORY §5): the random inputs (threefry + Box–Muller against
+jax.random and numpy), the power-sum Gram against the feature matrices, the exact per-data-set
+solve, chunked and sharded accumulation, quadrature theory, a statistical check of the
+input-dependent RG, and input validation."""
 
 import json
 import math
+import textwrap
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import run_with_devices
 from matplotlib.figure import Figure
 from numpy.polynomial import hermite_e
 
@@ -63,6 +69,9 @@ def _dense_gp(x, problem, lam):
         (toy.ToyProblem(n=30, sigma2=2.0), [[1.0, 0.1], [1.0, 0.0]]),
         (toy.ToyProblem(degrees=(0, 1, 3), target={1: 0.5, 3: -1.0, 4: 2.0}, n=12, sigma2=0.3),
          [[0.7, 2.0, 0.0], [0.1, 0.0, 5.0]]),
+        # degrees beyond the power-sum plan (Σx¹⁵ would be needed): the feature-table path
+        (toy.ToyProblem(degrees=(1, 7), target={8: 1.0, 2: 0.5}, n=15, sigma2=4.0),
+         [[1.0, 0.3], [0.5, 0.0]]),
     ],
 )
 def test_posterior_matches_dense_gp_solve(problem, lambdas):
@@ -91,6 +100,106 @@ def test_draws_depend_only_on_the_data_set_index():
     assert not np.allclose(block[0], block[1])
     assert not np.allclose(block, np.asarray(toy.toy_inputs(1, np.arange(10), 5)))
     assert abs(block.mean()) < 1.0
+
+
+def test_draws_are_jax_threefry_words_through_box_muller():
+    # Independent computation: the 64-bit words from jax.random.bits (partitionable threefry, jax's
+    # default), then Box–Muller in numpy (libm log/cos/sin).
+    seed, idx, n = 11, np.array([0, 5, 2**31 + 3, 2**32 - 1], dtype=np.uint32), 9
+    x = np.asarray(toy.toy_inputs(seed, idx, n))
+    h = -(-n // 2)
+    with jax.threefry_partitionable(True):
+        key = jax.random.key(seed, impl="threefry2x32")
+        words = np.stack([np.asarray(jax.random.bits(jax.random.fold_in(key, int(i)), (2 * h,),
+                                                     jnp.uint64)) for i in idx])
+    frac = (words >> np.uint64(12)).astype(np.float64) / 2.0**52  # exact: 52-bit integers
+    u1, u2 = 1.0 - frac[:, :h], frac[:, h:]
+    r = np.sqrt(-2.0 * np.log(u1))
+    ref = np.concatenate([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)], axis=1)[:, :n]
+    np.testing.assert_allclose(x, ref, rtol=1e-13, atol=1e-14)
+
+
+def test_sincos_polynomial_is_accurate():
+    # quarter-turn boundaries, their neighbours, and random points of the 52-bit grid
+    edges = np.array([0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1 - 2.0**-52])
+    u = np.concatenate([edges, np.nextafter(edges[1:], 0), np.nextafter(edges[:-1], 1),
+                        np.random.default_rng(0).integers(0, 2**52, 100_000) / 2.0**52])
+    cos, sin = (np.asarray(v) for v in jax.jit(toy._sincos_2pi)(jnp.asarray(u)))
+    # reference in extended precision (2πu itself is not exact in float64)
+    angle = 2 * np.longdouble("3.14159265358979323846264338327950288") * u.astype(np.longdouble)
+    np.testing.assert_allclose(cos, np.cos(angle).astype(float), rtol=0, atol=3e-16)
+    np.testing.assert_allclose(sin, np.sin(angle).astype(float), rtol=0, atol=3e-16)
+
+
+def test_draws_are_standard_normal_and_independent():
+    from scipy import stats
+
+    x = np.asarray(toy.toy_inputs(3, np.arange(2_000), 100))  # 2·10⁵ draws
+    flat = x.ravel()
+    assert stats.kstest(flat, "norm").pvalue > 1e-3
+    se = 1 / math.sqrt(flat.size)
+    for k, moment, sd in [(1, 0.0, 1.0), (2, 1.0, math.sqrt(2)), (3, 0.0, math.sqrt(15)),
+                          (4, 3.0, math.sqrt(96)), (6, 15.0, math.sqrt(10395 - 225))]:
+        assert abs(np.mean(flat**k) - moment) < 5 * sd * se, k
+    # the two Box–Muller outputs of a pair (points j and 50 + j) are independent: uncorrelated
+    # squares, and no dependence between data sets either
+    a, b = x[:, :50].ravel(), x[:, 50:].ravel()
+    assert abs(np.corrcoef(a**2, b**2)[0, 1]) < 5 / math.sqrt(a.size)
+    assert abs(np.corrcoef(x[:-1, 0], x[1:, 0])[0, 1]) < 5 / math.sqrt(x.shape[0])
+
+
+@pytest.mark.parametrize(
+    "degrees, target",
+    [((1, 2), {5: 1.0}), ((0, 1, 3), {1: 0.5, 3: -1.0, 4: 2.0}), ((2, 4, 6), {6: 1.0, 0: -0.3}),
+     (tuple(range(7)), {3: 1.0})],  # p = 7: the einsum branch
+)
+def test_power_sum_gram_matches_feature_matrices(degrees, target):
+    prob = toy.ToyProblem(degrees=degrees, target=target, n=100)
+    plan = toy._power_plan(prob.degrees, prob.target)
+    assert plan is not None
+    x = np.asarray(toy.toy_inputs(5, np.arange(40), prob.n))
+    gram, rhs = (np.asarray(v) for v in jax.jit(
+        lambda z: toy._gram_and_rhs([z[:, :37], z[:, 37:]], prob.n, prob.degrees, prob.target))(x))
+    # independently: numpy's Hermite series as feature matrices
+    phi = np.stack([_psi_ref(x, d) for d in prob.degrees], axis=-1)  # (40, n, p)
+    y = sum(c * _psi_ref(x, d) for d, c in prob.target)
+    scale = np.sqrt(np.einsum("bia,bia->ba", phi, phi))  # entry tolerances relative to ‖ψ_a‖‖ψ_b‖
+    np.testing.assert_allclose(gram, np.einsum("bia,bic->bac", phi, phi),
+                               rtol=0, atol=1e-12 * np.max(scale) ** 2)
+    np.testing.assert_allclose(rhs, np.einsum("bia,bi->ba", phi, y), rtol=0,
+                               atol=1e-12 * np.max(scale) * np.sqrt(np.max(np.sum(y * y, -1))))
+    # and the old formulation (the feature table in jax) agrees
+    gram_t, rhs_t = toy._gram_and_rhs_table(jnp.asarray(x), prob.degrees, prob.target)
+    np.testing.assert_allclose(gram, gram_t, rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(rhs, rhs_t, rtol=1e-11, atol=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 21, 100])
+def test_pair_power_sums_are_power_sums_of_the_inputs(n):
+    # the Monte Carlo's sums come from (r, θ) of each Box–Muller pair without forming the inputs
+    idx = jnp.arange(64, dtype=jnp.uint32)
+    key_data = toy._seed_key_data(3)
+    x = np.asarray(toy.toy_inputs(3, idx, n))
+    sums = jax.jit(lambda k, i: toy._pair_power_sums(k, i, n, 9, jnp.int32(1)))(key_data, idx)
+    for k, s in enumerate(sums):
+        scale = np.sum(np.abs(x) ** k, axis=-1)
+        np.testing.assert_allclose(np.asarray(s), np.sum(x**k, axis=-1), rtol=0,
+                                   atol=1e-13 * np.max(scale))
+
+
+def test_power_plan_limits():
+    assert toy._power_plan((1, 2), ((5, 1.0),)) is not None  # Σx⁷
+    assert toy._power_plan((6,), ((6, 1.0),)) is not None  # Σx¹², the limit
+    assert toy._power_plan((1, 7), ((2, 1.0),)) is None  # Σx¹⁴
+    assert toy._power_plan((1,), ((12, 1.0),)) is None  # Σx¹³
+
+
+def test_trials_are_the_posterior_of_the_inputs():
+    idx = np.arange(50, 80)
+    trials = np.asarray(toy.trial_coefficients(PAPER, PAPER_LAMBDAS, idx, seed=9))
+    via_inputs = np.asarray(toy.posterior_coefficients(toy.toy_inputs(9, idx, PAPER.n), PAPER,
+                                                       PAPER_LAMBDAS))
+    np.testing.assert_allclose(trials, via_inputs, rtol=1e-12, atol=1e-15)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,6 +239,42 @@ def test_accumulation_equals_numpy_on_stacked_trials():
     diff = trials[:, 1] - trials[:, 0]
     np.testing.assert_allclose(mc.difference_se(1, 0), diff.std(axis=0, ddof=1) / math.sqrt(m),
                                rtol=1e-9)
+
+
+def test_same_seed_same_numbers():
+    a = toy.monte_carlo(SMALL, SMALL_LAMBDAS, 3_000, seed=7, chunk_size=1024, progress=False)
+    b = toy.monte_carlo(SMALL, SMALL_LAMBDAS, 3_000, seed=7, chunk_size=1024, progress=False)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.cov, b.cov)
+    assert a.n_devices == 1 and a.to_dict()["n_devices"] == 1
+
+
+def test_monte_carlo_sharded_over_devices_matches_one_device():
+    code = textwrap.dedent("""
+        import json
+        import jax
+        import numpy as np
+        from rgjax import toy
+
+        assert len(jax.devices()) == 8
+        prob = toy.ToyProblem(n=21, sigma2=5.0)  # odd n: a truncated Box–Muller pair
+        lam = [[1.0, 0.0], [1.0, 0.5]]
+        kw = dict(seed=4, chunk_size=1000, progress=False)
+        runs = {"all": toy.monte_carlo(prob, lam, 10_007, **kw),
+                "three": toy.monte_carlo(prob, lam, 10_007, devices=jax.devices()[5:], **kw)}
+        print(json.dumps({k: {"mean": r.mean.tolist(), "cov": r.cov.tolist(), "chunk": r.chunk_size,
+                              "n_devices": r.n_devices} for k, r in runs.items()}))
+    """)
+    out = json.loads(run_with_devices(code, n_devices=8).strip().splitlines()[-1])
+    assert [out[k]["n_devices"] for k in ("all", "three")] == [8, 3]
+    assert [out[k]["chunk"] for k in ("all", "three")] == [1000, 1002]  # a multiple of the count
+    # both equal the single-device run in this process (same draws, same solves)
+    here = toy.monte_carlo(toy.ToyProblem(n=21, sigma2=5.0), [[1.0, 0.0], [1.0, 0.5]], 10_007,
+                           seed=4, chunk_size=1000, progress=False)
+    assert here.n_devices == 1 and here.chunk_size == 1000
+    for k in ("all", "three"):
+        np.testing.assert_allclose(out[k]["mean"], here.mean, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(out[k]["cov"], here.cov, rtol=1e-11, atol=1e-15)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +420,11 @@ def test_bad_arguments(tmp_path):
         toy.monte_carlo(PAPER, [1.0, 0.1], 1, progress=False)
     with pytest.raises(ValueError, match="chunk_size"):
         toy.monte_carlo(PAPER, [1.0, 0.1], 10, chunk_size=0, progress=False)
+    for bad in (0, len(jax.local_devices()) + 1, [], ["cpu"], jax.local_devices() * 2):
+        with pytest.raises(ValueError, match="`devices`"):
+            toy.monte_carlo(PAPER, [1.0, 0.1], 10, devices=bad, progress=False)
+    with pytest.raises(ValueError, match="`n`"):
+        toy.toy_inputs(0, [1, 2], 0)
     with pytest.raises(ValueError, match="kept"):
         toy.rg_prediction(PAPER, PAPER_LAMBDAS, kept=(3,))
     with pytest.raises(ValueError, match="lambdas_greater"):
