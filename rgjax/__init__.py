@@ -14,13 +14,17 @@ Public API
 ----------
 Kernels (:mod:`rgjax.kernels`): :func:`fc`, :func:`serial`, layers :class:`Dense`, :class:`Relu`,
 :class:`Erf`, :class:`LeakyRelu`, :class:`Abs`, :class:`Identity`, :class:`Elementwise`,
-:class:`Conv`, :class:`GlobalAvgPool`, :class:`Flatten`; :func:`gram`, :func:`from_kernel_fn`.
+:class:`Conv`, :class:`GlobalAvgPool`, :class:`Flatten`; :func:`gram` (optionally row-sharded over
+devices), :func:`gram_operator` / :class:`GramOperator` (matrix-free ``K @ V``),
+:func:`gram_diagonal`, :func:`from_kernel_fn`.
 
-Spectrum (:mod:`rgjax.spectrum`): :class:`Spectrum`, :func:`from_gram`, :func:`from_eigenvalues`,
-:func:`powerlaw`.
+Spectrum (:mod:`rgjax.spectrum`, :mod:`rgjax.eigensolve`): :class:`Spectrum`, :func:`from_gram`
+(dense or ``method="topk"``), :func:`from_matvec` (matrix-free top-k), :func:`from_eigenvalues`,
+:func:`powerlaw`, :func:`topk_eigh`.
 
 RG (:mod:`rgjax.rg`): :func:`ridge_flow`, :func:`learnability`, :func:`cutoff`,
-:func:`effective_ridge`, :func:`eta_max`, :func:`input_dependent_ridge`.
+:func:`effective_ridge`, :func:`eta_max`, :func:`input_dependent_ridge`,
+:func:`truncation_valid` (is a top-k spectrum enough for this η?).
 
 Theories (:mod:`rgjax.theory`): :func:`mse_ek`, :func:`mse_rg`, :func:`mse_spectral_bias`,
 :func:`kappa`, :func:`eigenlearning`.
@@ -40,6 +44,7 @@ Figures live in :mod:`rgjax.plotting`, the ``rgjax curve`` pipeline in :mod:`rgj
 
 from rgjax._validate import RgjaxWarning
 from rgjax.datasets import Task, load_task
+from rgjax.eigensolve import topk_eigh
 from rgjax.empirical import LearningCurve, gp_posterior_mean, learning_curve
 from rgjax.kernels import (
     Abs,
@@ -53,9 +58,12 @@ from rgjax.kernels import (
     Kernel,
     LeakyRelu,
     Relu,
+    GramOperator,
     fc,
     from_kernel_fn,
     gram,
+    gram_diagonal,
+    gram_operator,
     serial,
 )
 from rgjax.gaussianity import gaussianity_sweep, mode_diagnostics
@@ -71,8 +79,9 @@ from rgjax.rg import (
     input_dependent_ridge,
     learnability,
     ridge_flow,
+    truncation_valid,
 )
-from rgjax.spectrum import Spectrum, from_eigenvalues, from_gram, powerlaw
+from rgjax.spectrum import Spectrum, from_eigenvalues, from_gram, from_matvec, powerlaw
 from rgjax.theory import (
     Eigenlearning,
     eigenlearning,
@@ -88,12 +97,13 @@ __all__ = [
     "RgjaxWarning",
     # kernels
     "Kernel", "Dense", "Relu", "Erf", "LeakyRelu", "Abs", "Identity", "Elementwise", "Conv",
-    "GlobalAvgPool", "Flatten", "serial", "fc", "gram", "from_kernel_fn",
+    "GlobalAvgPool", "Flatten", "serial", "fc", "gram", "gram_operator", "GramOperator",
+    "gram_diagonal", "from_kernel_fn",
     # spectrum
-    "Spectrum", "from_gram", "from_eigenvalues", "powerlaw",
+    "Spectrum", "from_gram", "from_matvec", "from_eigenvalues", "powerlaw", "topk_eigh",
     # rg
     "Cutoff", "ridge_flow", "learnability", "cutoff", "effective_ridge", "eta_max",
-    "input_dependent_ridge",
+    "input_dependent_ridge", "truncation_valid",
     # theory
     "Eigenlearning", "mse_ek", "mse_rg", "mse_spectral_bias", "kappa", "eigenlearning",
     # data and experiment

@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--etas", type=_ints, default=None,
                    help="training-set sizes, comma separated (default: 12 log-spaced up to N/2)")
     c.add_argument("--trials", type=int, default=20, help="training sets per η (default 20)")
+    c.add_argument("--eigs", type=int, default=None,
+                   help="keep the top EIGS modes with the iterative top-k solver (the trace carries "
+                   "the tail); default: dense eigh, all N modes. Use for N ≳ 8000")
     c.add_argument("--n-modes", type=int, default=4000, help="synthetic-powerlaw: feature modes")
     c.add_argument("--alpha", type=float, default=0.5, help="synthetic-powerlaw: λ_k ∝ k^-(1+α)")
     c.add_argument("--beta", type=float, default=0.5, help="synthetic-powerlaw: y_k² ∝ k^-(1+β)")
@@ -216,7 +219,7 @@ def _curve(args) -> int:
         depth=args.depth, W_std=args.W_std, b_std=args.b_std, sigma2=args.sigma2,
         thresholds=tuple(args.thresholds), threshold=args.threshold,
         etas=tuple(args.etas) if args.etas else None, trials=args.trials, seed=args.seed,
-        n_modes=args.n_modes, alpha=args.alpha, beta=args.beta,
+        n_modes=args.n_modes, alpha=args.alpha, beta=args.beta, eigs=args.eigs,
     )
     out = Path(args.out or f"runs/curve-{args.task}")
     run_curve(cfg, out, progress=not args.quiet, plots=not args.no_plots)

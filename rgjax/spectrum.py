@@ -10,6 +10,16 @@ A pool of N inputs with targets y defines the uniform measure μ on the pool. Fo
 A :class:`Spectrum` may hold only the top ``k`` modes: everything downstream obtains the tail mass
 ``Σ_{k>κ} λ_k`` from :attr:`Spectrum.trace` (the mean kernel diagonal) and the target power outside
 the kept modes from :attr:`Spectrum.target_power`, so a truncated spectrum is a first-class object.
+
+Three ways to get one from a pool (DESIGN "Scale"):
+
+* :func:`from_gram` with ``method="dense"``: float64 ``eigh`` of the whole Gram matrix (all N
+  modes; ``O(N³)``). On a GPU, matrices above 2³¹ bytes are beyond dense ``eigh``: rgjax then warns
+  and falls back to the top-k solver (:func:`dense_eigh_fits` makes the decision).
+* :func:`from_gram` with ``method="topk"``: the top ``k`` modes by the block Krylov solver of
+  :mod:`rgjax.eigensolve`, plus the trace.
+* :func:`from_matvec`: the same from a matrix-free product ``V ↦ K V`` and the kernel diagonal, so
+  the Gram matrix is never stored.
 """
 
 from __future__ import annotations
@@ -22,8 +32,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from rgjax._validate import as_float_array, concrete, warn
+from rgjax.eigensolve import DEFAULT_TOL, SolverReport, as_auto_sharded, topk_eigh
 
-__all__ = ["Spectrum", "from_gram", "from_eigenvalues", "powerlaw"]
+__all__ = [
+    "Spectrum",
+    "from_gram",
+    "from_matvec",
+    "from_eigenvalues",
+    "powerlaw",
+    "dense_eigh_fits",
+    "GPU_DENSE_EIGH_MAX_BYTES",
+    "GPU_FALLBACK_K",
+]
 
 # Clipped negative eigenvalues above this fraction of the trace are more than round-off: warn.
 _CLIP_WARN_FRACTION = 1e-8
@@ -44,6 +64,9 @@ class Spectrum:
         truncated spectrum (THEORY §5).
       clipped_mass: ``()`` total ``|λ|`` of negative round-off eigenvalues that were set to 0.
       n_pool: pool size N (static).
+      solver: the top-k solver's :class:`~rgjax.eigensolve.SolverReport` (residuals, cycles,
+        products, converged flag) for spectra from ``method="topk"`` or :func:`from_matvec`;
+        ``None`` for dense and synthetic spectra.
     """
 
     eigenvalues: jax.Array
@@ -54,6 +77,7 @@ class Spectrum:
     kernel_diagonal: jax.Array | None = None
     clipped_mass: jax.Array | float = 0.0
     n_pool: int = dataclasses.field(default=0, metadata=dict(static=True))
+    solver: SolverReport | None = None
 
     @property
     def n_modes(self) -> int:
@@ -94,11 +118,19 @@ class Spectrum:
         if not 1 <= k <= self.n_modes:
             raise ValueError(f"`k` must lie in [1, {self.n_modes}]; got {k}.")
         vecs = None if self.eigenvectors is None else self.eigenvectors[:, :k]
+        solver = self.solver
+        if solver is not None:
+            solver = dataclasses.replace(
+                solver,
+                residuals=solver.residuals[:k],
+                relative_residuals=solver.relative_residuals[:k],
+            )
         return dataclasses.replace(
             self,
             eigenvalues=self.eigenvalues[:k],
             target_coefficients=self.target_coefficients[:k],
             eigenvectors=vecs,
+            solver=solver,
         )
 
     def __repr__(self) -> str:  # arrays can be 10^4 long: summarise instead
@@ -110,8 +142,11 @@ class Spectrum:
         )
 
 
-def _check_gram(K: Any, y: Any) -> tuple[jax.Array, jax.Array]:
-    K = as_float_array(K, "K")
+def _as_gram(K: Any, y: Any) -> tuple[jax.Array, jax.Array]:
+    """``K`` and ``y`` as floating jax arrays of shapes (N, N) and (N,), or a ValueError."""
+    K = as_auto_sharded(K) if isinstance(K, jax.Array) else jnp.asarray(K)
+    if not jnp.issubdtype(K.dtype, jnp.floating):
+        K = K.astype(jnp.result_type(float))
     y = as_float_array(y, "y")
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise ValueError(f"`K` must be a square (N, N) Gram matrix; got shape {K.shape}.")
@@ -120,50 +155,274 @@ def _check_gram(K: Any, y: Any) -> tuple[jax.Array, jax.Array]:
             f"`y` must have shape (N,) = ({K.shape[0]},) to match K; got {y.shape}. "
             "For multi-output targets call from_gram once per output."
         )
-    k_np = concrete(K)
-    if k_np is not None:
-        scale = float(np.max(np.abs(k_np))) or 1.0
-        asym = float(np.max(np.abs(k_np - k_np.T)))
-        # Blocked Gram builders are symmetric to round-off; anything larger is a different matrix.
-        if asym > 1e-8 * scale:
-            raise ValueError(
-                f"`K` is not symmetric (max |K - Kᵀ| = {asym:.3g}, relative {asym / scale:.3g}); "
-                "pass a kernel Gram matrix, or symmetrise it with (K + K.T) / 2 if the asymmetry "
-                "is round-off."
-            )
     return K, y
 
 
-def from_gram(K: Any, y: Any, k: int | None = None, *, method: str = "dense") -> Spectrum:
+def _check_gram_values(K: jax.Array, exact_symmetry: bool) -> None:
+    """No NaN/Inf and symmetric to round-off (concrete K only).
+
+    ``exact_symmetry=False`` checks symmetry with random probes, ``‖(K − Kᵀ)z‖_∞`` for four
+    Gaussian ``z``, which reads K twice in its own layout instead of once transposed (the
+    transposed read costs as much as the whole top-k solve at N ≈ 10⁴).
+    """
+    if not isinstance(K, jax.core.Tracer):
+        stats = _gram_stats(K) if exact_symmetry else _gram_stats_probe(K)
+        bad, asym, scale = (float(a) for a in stats)
+        if bad:
+            raise ValueError(
+                f"`K` contains {int(bad)} NaN/Inf value(s); clean or impute them before calling "
+                "rgjax."
+            )
+        scale = scale or 1.0
+        # Blocked Gram builders are symmetric to round-off; anything larger is a different matrix.
+        if asym > 1e-8 * scale:
+            what = "max |K - Kᵀ|" if exact_symmetry else "max |K - Kᵀ| ≈ ‖(K - Kᵀ)z‖_∞/10, random z"
+            raise ValueError(
+                f"`K` is not symmetric ({what} = {asym:.3g}, relative {asym / scale:.3g}); "
+                "pass a kernel Gram matrix, or symmetrise it with (K + K.T) / 2 if the asymmetry "
+                "is round-off."
+            )
+
+
+@jax.jit
+def _gram_stats(K: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(number of non-finite entries, max |K − Kᵀ|, max |K|), computed where K lives."""
+    finite = jnp.isfinite(K)
+    Kf = jnp.where(finite, K, 0.0)
+    return jnp.sum(~finite), jnp.max(jnp.abs(Kf - Kf.T)), jnp.max(jnp.abs(Kf))
+
+
+@jax.jit
+def _gram_stats_probe(K: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """As :func:`_gram_stats`, with the asymmetry estimated as ``‖(K − Kᵀ)z‖_∞ / 10``.
+
+    For Gaussian ``z`` the entries of ``(K − Kᵀ)z`` are of the size of the row norms of
+    ``K − Kᵀ`` (≥ its largest entry); the factor 10 and four probes make a miss of an asymmetric
+    entry above the threshold very unlikely, while round-off (``≈ εN max|K|``) stays far below
+    it for any N that fits in memory.
+    """
+    # No masked copy of K (N² more memory): with a NaN/Inf the count is > 0 and the caller
+    # raises before looking at the other two numbers.
+    z = jax.random.normal(jax.random.PRNGKey(0), (K.shape[0], 4), K.dtype)
+    asym = jnp.max(jnp.abs(K @ z - K.T @ z)) / 10.0
+    return jnp.sum(~jnp.isfinite(K)), asym, jnp.max(jnp.abs(K))
+
+
+GPU_DENSE_EIGH_MAX_BYTES = 2**31
+"""Dense ``eigh`` on GPUs (cuSOLVER) fails for matrices larger than this many bytes."""
+
+GPU_FALLBACK_K = 2048
+"""Modes computed when :func:`from_gram` falls back from dense to top-k without a given ``k``."""
+
+
+def dense_eigh_fits(nbytes: int, platform: str) -> bool:
+    """Whether a dense ``eigh`` of an ``nbytes`` matrix works on ``platform``.
+
+    False exactly for GPUs (``platform`` ``"gpu"``, ``"cuda"`` or ``"rocm"``) and matrices above
+    :data:`GPU_DENSE_EIGH_MAX_BYTES` (2³¹ bytes, i.e. N > 16,384 in float64): there
+    :func:`from_gram` switches to the top-k solver. CPUs and TPUs are limited only by memory.
+    """
+    gpu = str(platform).lower() in ("gpu", "cuda", "rocm")
+    return not (gpu and nbytes > GPU_DENSE_EIGH_MAX_BYTES)
+
+
+def _platform_of(K: jax.Array) -> str:
+    """Platform of the device(s) holding ``K`` (the default backend for tracers)."""
+    try:
+        return next(iter(K.devices())).platform
+    except Exception:  # tracers and arrays without committed devices
+        return jax.default_backend()
+
+
+def _check_k(k: Any, n: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(
+            f"`k` must lie in [1, N={n}] (the number of modes, an integer); got {k!r}."
+        )
+    return int(k)
+
+
+def from_gram(
+    K: Any,
+    y: Any,
+    k: int | None = None,
+    *,
+    method: str = "dense",
+    key: Any = 0,
+    tol: float = DEFAULT_TOL,
+    solver_options: dict | None = None,
+) -> Spectrum:
     """Diagonalise a Gram matrix on the pool measure.
 
     Args:
-      K: ``(N, N)`` symmetric PSD Gram matrix ``K(x_i, x_j)``.
+      K: ``(N, N)`` symmetric PSD Gram matrix ``K(x_i, x_j)`` (for ``"topk"`` any sharding works).
       y: ``(N,)`` targets.
-      k: keep only the top ``k`` modes (default: all N). The trace and target power still cover
-        all N modes, so the tail enters every theory exactly through them.
-      method: ``"dense"`` (float64 ``eigh``). Top-k iterative solvers plug in here later.
+      k: keep only the top ``k`` modes (default: all N; required for ``"topk"``). The trace and
+        target power still cover all N modes, so the tail enters every theory exactly through
+        them.
+      method: ``"dense"`` (float64 ``eigh`` of the whole matrix, then truncated to ``k``) or
+        ``"topk"`` (the top ``k`` modes only, by :func:`rgjax.eigensolve.topk_eigh`: block
+        Krylov, ``O(N² k)`` instead of ``O(N³)``; the solver's report is kept in
+        ``spec.solver``). On a GPU, ``"dense"`` with a matrix above 2³¹ bytes falls back to
+        ``"topk"`` with ``k`` (default :data:`GPU_FALLBACK_K`) and a
+        :class:`~rgjax.RgjaxWarning`.
+      key, tol, solver_options: ``"topk"`` only: seed of the random start, relative residual
+        tolerance, and further keyword arguments of :func:`~rgjax.eigensolve.topk_eigh`
+        (``block_size``, ``basis_size``, ``max_iter``).
 
     Returns:
       A :class:`Spectrum`. Negative round-off eigenvalues are clipped to 0; their total mass is
       stored in ``clipped_mass`` and a :class:`~rgjax.RgjaxWarning` is issued when it exceeds
       ``1e-8 × trace`` (more than round-off).
 
-    Differentiable with respect to ``K`` and ``y``. On exactly degenerate eigenvalues (relative
-    gap ≤ 1e-12) the eigenvector rotation inside the degenerate subspace is given zero derivative
-    instead of NaN: gradients of the theories stay finite, and are exact for perturbations of K
-    that do not mix the degenerate subspace (e.g. rescaling the kernel).
+    Differentiation. ``"dense"``: with respect to ``K`` and ``y``. On exactly degenerate
+    eigenvalues (relative gap ≤ 1e-12) the eigenvector rotation inside the degenerate subspace is
+    given zero derivative instead of NaN: gradients of the theories stay finite, and are exact
+    for perturbations of K that do not mix the degenerate subspace (e.g. rescaling the kernel).
+    ``"topk"``: exact derivatives of the eigenvalues, trace and target power; the eigenvectors —
+    hence ``y_k`` and every theory's curve — get NaN derivatives (they would need the uncomputed
+    modes). Differentiate through ``"dense"``, or the eigenvector-free paths of
+    :mod:`rgjax.optimize`.
     """
-    K, y = _check_gram(K, y)
+    if method not in ("dense", "topk"):
+        raise ValueError(f"unknown `method` {method!r}; available: 'dense', 'topk'.")
+    K, y = _as_gram(K, y)
     n = K.shape[0]
-    if k is not None and not 1 <= int(k) <= n:
-        raise ValueError(f"`k` must lie in [1, N={n}]; got {k}.")
-    if method != "dense":
-        raise ValueError(f"unknown `method` {method!r}; available: 'dense'.")
+    if k is not None:
+        k = _check_k(k, n)
+    if method == "dense":
+        nbytes = int(np.prod(K.shape)) * K.dtype.itemsize
+        platform = _platform_of(K)
+        if not dense_eigh_fits(nbytes, platform):
+            k = min(n, GPU_FALLBACK_K) if k is None else k
+            warn(
+                f"dense eigh on {platform} fails for matrices above 2**31 bytes and K "
+                f"({n}×{n}, {nbytes / 2**30:.1f} GiB) is larger: computing the top k={k} modes "
+                "with method='topk' instead (the trace and target power still cover all N modes). "
+                "Pass method='topk' with your own k to choose the number of modes and silence "
+                "this warning, or move K to the CPU for the full spectrum."
+            )
+            method = "topk"
+    _check_gram_values(K, exact_symmetry=method == "dense")
+    if method == "topk":
+        if k is None:
+            raise ValueError(
+                "method='topk' needs `k`, the number of modes to compute (e.g. k=256); the "
+                "trace covers the rest. Use method='dense' for all N modes."
+            )
+        res = topk_eigh(K, k, key=key, tol=tol, **(solver_options or {}))
+        spec = _assemble(
+            res.eigenvalues, res.eigenvectors, y, n, diag=jnp.diag(K), solver=res.report
+        )
+        _report_clipping(spec)
+        return spec
     w, v = _dense_eigh(K)
-    spec = _assemble(w, v, y, jnp.diag(K), n)
+    spec = _assemble(w, v, y, n, diag=jnp.diag(K))
     _report_clipping(spec)
-    return spec if k is None else spec.truncate(int(k))
+    return spec if k is None else spec.truncate(k)
+
+
+def from_matvec(
+    matvec: Any,
+    y: Any,
+    k: int,
+    *,
+    diagonal: Any | None = None,
+    trace: Any | None = None,
+    key: Any = 0,
+    tol: float = DEFAULT_TOL,
+    solver_options: dict | None = None,
+) -> Spectrum:
+    """Top-``k`` spectrum from a matrix-free Gram product, without storing the ``(N, N)`` matrix.
+
+    Args:
+      matvec: jax-traceable ``matvec(V) -> K @ V`` on ``(N, b)`` blocks, e.g.
+        ``rgjax.kernels.gram_operator(kernel, x)`` or
+        ``functools.partial(rgjax.kernels.gram_matvec, kernel, x)``: the array leaves of a
+        callable pytree and the array arguments of a ``partial`` become jit operands (arrays a
+        plain function closes over would be baked into the program as constants).
+      y: ``(N,)`` targets (they fix N).
+      k: number of modes, ``1 ≤ k ≤ N``.
+      diagonal: ``(N,)`` kernel diagonal ``K(x_i, x_i)``: gives the trace (its mean) and is kept
+        as ``kernel_diagonal`` for the input-dependent ridge of THEORY §5.
+      trace: instead of ``diagonal``: ``Σ_k λ_k = tr(K)/N``, the *mean* kernel diagonal (not
+        ``tr(K)``). Pass at most one of ``diagonal`` and ``trace``; with neither, ``matvec`` must
+        have a ``diagonal()`` method (as :class:`rgjax.kernels.GramOperator` has).
+      key, tol, solver_options: as in :func:`from_gram` with ``method="topk"``.
+
+    Returns:
+      A truncated :class:`Spectrum` (``k`` modes, ``n_pool = N``) with the solver's report in
+      ``spec.solver``; eigenvalues clipped at 0 and reported like :func:`from_gram`.
+
+    Raises ``ValueError`` when the trace is inconsistent with the computed eigenvalues (below
+    ``Σ_{i≤k} λ_i``, or above ``N λ_1``, which is what passing ``tr(K)`` instead of ``tr(K)/N``
+    usually gives).
+
+    Differentiation: as :func:`from_gram` with ``method="topk"`` (eigenvalues exact through the
+    array arguments of a ``functools.partial``; eigenvector-dependent quantities NaN).
+    """
+    y = as_float_array(y, "y")
+    if y.ndim != 1:
+        raise ValueError(
+            f"`y` must have shape (N,); got {y.shape}. For multi-output targets call from_matvec "
+            "once per output."
+        )
+    n = y.shape[0]
+    k = _check_k(k, n)
+    if not callable(matvec) or isinstance(matvec, (jax.Array, np.ndarray)):
+        raise TypeError(
+            "`matvec` must be a callable V -> K @ V on (N, b) blocks; for a stored matrix use "
+            f"from_gram(K, y, k, method='topk'). Got {type(matvec).__name__}."
+        )
+    if diagonal is None and trace is None and callable(getattr(matvec, "diagonal", None)):
+        diagonal = matvec.diagonal()
+    if (diagonal is None) == (trace is None):
+        raise ValueError(
+            "pass exactly one of `diagonal` (the (N,) kernel diagonal K(x_i, x_i)) or `trace` "
+            "(its mean, tr(K)/N): the tail mass beyond the top k modes needs it. "
+            "rgjax.kernels.gram_diagonal(kernel, x) computes the diagonal."
+        )
+    diag = None
+    if diagonal is not None:
+        diag = as_float_array(diagonal, "diagonal")
+        if diag.shape != (n,):
+            raise ValueError(
+                f"`diagonal` must have shape (N,) = ({n},) to match y; got {diag.shape}."
+            )
+    else:
+        trace = as_float_array(trace, "trace")
+        if trace.shape != ():
+            raise ValueError(
+                f"`trace` must be a scalar (tr(K)/N, the mean kernel diagonal); got shape "
+                f"{trace.shape}."
+            )
+    res = topk_eigh(matvec, k, n=n, dtype=y.dtype, key=key, tol=tol, **(solver_options or {}))
+    spec = _assemble(
+        res.eigenvalues, res.eigenvectors, y, n, diag=diag, trace=trace, solver=res.report
+    )
+    _check_trace(spec)
+    _report_clipping(spec)
+    return spec
+
+
+def _check_trace(spec: Spectrum) -> None:
+    """The trace must lie between the sum of the top-k eigenvalues and ``N λ_1``."""
+    tr, lam = concrete(spec.trace), concrete(spec.eigenvalues)
+    if tr is None or lam is None:
+        return
+    tr, top, first = float(tr), float(np.sum(lam)), float(lam[0])
+    slack = 1e-8 * max(abs(tr), top)
+    if tr < top - slack:
+        raise ValueError(
+            f"the trace {tr:.6g} (mean kernel diagonal) is smaller than the sum of the top "
+            f"{lam.shape[0]} eigenvalues λ_k = w_k/N, {top:.6g}: `diagonal`/`trace` does not "
+            "belong to this matvec. Pass the diagonal K(x_i, x_i) of the same kernel and inputs."
+        )
+    if tr > spec.n_pool * first + slack:
+        raise ValueError(
+            f"the trace {tr:.6g} exceeds N·λ_1 = {spec.n_pool * first:.6g}, impossible for a PSD "
+            "kernel: `trace` must be tr(K)/N (the mean kernel diagonal), not tr(K)."
+        )
 
 
 # Eigenvalues closer than this (relative to the largest) are treated as exactly degenerate.
@@ -196,18 +455,29 @@ def _eigh_descending_jvp(primals, tangents):
 _dense_eigh = jax.jit(_eigh_descending)
 
 
-def _assemble(w: jax.Array, v: jax.Array, y: jax.Array, diag: jax.Array, n: int) -> Spectrum:
+def _assemble(
+    w: jax.Array,
+    v: jax.Array,
+    y: jax.Array,
+    n: int,
+    *,
+    diag: jax.Array | None,
+    trace: Any | None = None,
+    solver: SolverReport | None = None,
+) -> Spectrum:
+    """Spectrum in rgjax's normalisation from Gram eigenpairs ``w`` (k,), ``v`` (N, k)."""
     lam = w / n
     clipped = jnp.sum(jnp.where(lam < 0, -lam, 0.0))
     return Spectrum(
         eigenvalues=jnp.maximum(lam, 0.0),
         target_coefficients=v.T @ y / jnp.sqrt(float(n)),
-        trace=jnp.mean(diag),
+        trace=jnp.mean(diag) if trace is None else jnp.asarray(trace, lam.dtype),
         target_power=jnp.mean(y**2),
         eigenvectors=v,
         kernel_diagonal=diag,
         clipped_mass=clipped,
         n_pool=n,
+        solver=solver,
     )
 
 
