@@ -54,7 +54,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from rgjax._validate import check_finite, check_sigma2, check_x64, concrete
 

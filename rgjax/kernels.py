@@ -773,7 +773,7 @@ def _gram_host(
 
 
 def _progress(total: int):
-    from tqdm.auto import tqdm  # a core dependency; imported lazily to keep `import rgjax` light
+    from tqdm import tqdm  # a core dependency; imported lazily to keep `import rgjax` light
 
     return tqdm(total=total, desc="gram tiles", unit="tile")
 

@@ -577,7 +577,7 @@ def _optax_loop(
     history, losses, gnorms, oks = [params], [], [], []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=steps, desc=desc, unit="step")
     t0 = time.perf_counter()
@@ -1149,7 +1149,7 @@ def _grid_search(x, y, grid, *, eta, sigma2, depth, activation, objective, thres
     cells = [(i, j) for i in range(shape[0]) for j in range(shape[1])]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=len(cells), desc="grid (W_std, b_std)", unit="point")
     for i, j in cells:

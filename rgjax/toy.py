@@ -864,7 +864,7 @@ def monte_carlo(
     rest = put((np.uint32(m), np.sqrt(lam), np.float64(problem.sigma2)))
     key_data = put(np.asarray(_seed_key_data(seed)))
 
-    from tqdm.auto import tqdm  # core dependency; lazy import keeps `import rgjax.toy` light
+    from tqdm import tqdm  # core dependency; lazy import keeps `import rgjax.toy` light
 
     t0 = time.perf_counter()
     with tqdm(total=m, desc="toy Monte Carlo", unit="set", unit_scale=True, disable=not progress,
