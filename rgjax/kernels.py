@@ -1176,8 +1176,9 @@ def gram_operator(
         building the matrix once with :func:`gram` (the kernel evaluations dominate), so use the
         operator when ``K`` does not fit, or fits only on several devices. On GPUs larger
         blocks (2048-4096) keep the device busier.
-      devices, sharding: as in :func:`gram`; the tiles are then dealt round-robin to the row
-        shards and the partial products summed (``psum``). Any N works here.
+      devices: as in :func:`gram`; the tiles are then dealt round-robin to the row shards and
+        the partial products summed (``psum``). Any N works here.
+      sharding: as in :func:`gram` (instead of ``devices``).
 
     ``op`` is the callable ``matvec(V: (N, b)) -> (N, b)`` that top-k eigensolvers take;
     ``functools.partial(gram_matvec, kernel, x)`` is equivalent but validates ``x`` on every

@@ -370,7 +370,10 @@ def truncation_error_bound(
     Args:
       spec: the (truncated) spectrum; the bound is exactly 0 for a full one (NaN where the RG
         does not apply).
-      eta, sigma2, threshold, dof_correction: as in :func:`rgjax.theory.mse_rg`.
+      eta: training-set sizes, as in :func:`rgjax.theory.mse_rg`.
+      sigma2: bare ridge.
+      threshold: learnability threshold T.
+      dof_correction: rgjax's learned-mode correction (THEORY §3b).
       theory: ``"rg"`` or ``"ek"``. (The spectral-bias κ also shifts when tail modes are partly
         learned; no bound is given for it. Its error is of the same order, ``ηλ_k/κ``.)
 

@@ -266,9 +266,10 @@ def from_gram(
         ``spec.solver``). On a GPU, ``"dense"`` with a matrix above 2³¹ bytes falls back to
         ``"topk"`` with ``k`` (default :data:`GPU_FALLBACK_K`) and a
         :class:`~rgjax.RgjaxWarning`.
-      key, tol, solver_options: ``"topk"`` only: seed of the random start, relative residual
-        tolerance, and further keyword arguments of :func:`~rgjax.eigensolve.topk_eigh`
-        (``block_size``, ``basis_size``, ``max_iter``).
+      key: ``"topk"`` only: seed of the random start block.
+      tol: ``"topk"`` only: relative residual tolerance.
+      solver_options: ``"topk"`` only: further keyword arguments of
+        :func:`~rgjax.eigensolve.topk_eigh` (``block_size``, ``basis_size``, ``max_iter``).
 
     Returns:
       A :class:`Spectrum`. Negative round-off eigenvalues are clipped to 0; their total mass is
@@ -348,7 +349,9 @@ def from_matvec(
       trace: instead of ``diagonal``: ``Σ_k λ_k = tr(K)/N``, the *mean* kernel diagonal (not
         ``tr(K)``). Pass at most one of ``diagonal`` and ``trace``; with neither, ``matvec`` must
         have a ``diagonal()`` method (as :class:`rgjax.kernels.GramOperator` has).
-      key, tol, solver_options: as in :func:`from_gram` with ``method="topk"``.
+      key: seed of the random start block (as in :func:`from_gram`).
+      tol: relative residual tolerance.
+      solver_options: further keyword arguments of :func:`~rgjax.eigensolve.topk_eigh`.
 
     Returns:
       A truncated :class:`Spectrum` (``k`` modes, ``n_pool = N``) with the solver's report in
