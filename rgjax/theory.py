@@ -12,9 +12,26 @@ and are treated as unlearnable (``ηλ_k ≪`` ridge), which is exact in the reg
 * :func:`kappa`, :func:`eigenlearning` — the self-consistent ridge ``κ`` and the eigenlearning
   quantities (learnabilities, ``E_0``).
 
-``κ`` solves ``κ = σ² + κ Σ_k λ_k/(ηλ_k + κ)`` by a safeguarded Newton/bisection iteration in
-``log κ`` inside ``lax.while_loop``; its derivatives come from the implicit-function theorem
-(``jax.custom_jvp``), never from differentiating the iterations.
+How the work is organised (each theory costs a few passes over the ``(η × modes)`` array, and
+the passes are what is worth counting; see :func:`_mode_sums` for how a pass is laid out):
+
+* EK and RG: one pass each (two η share each division). The hard cutoff ``κ*(η, T)`` does not
+  need the ``(η × modes)`` learnability array: ``L_k(η) < T`` exactly when
+  ``η < η_k = T(σ² + t_k)/((1 − T)λ_k)`` (plus ``k − 1`` with the dof correction, see
+  :func:`rgjax.rg.eta_max`), so the first mode below ``T`` is a ``searchsorted`` of ``η`` in the
+  running maximum of ``η_k``. This is the rule of
+  :func:`rgjax.rg.cutoff` rearranged; the two can differ only when ``η`` lies within rounding of
+  some ``η_k`` (a tie of ``L_k`` with ``T``).
+* Spectral bias: in ``s = κ/η`` the self-consistency equation reads
+  ``η(s) = Σ_k λ_k/(λ_k + s) + (σ² + tail)/s``, explicit and decreasing in ``s``. For 32 or more
+  ``η`` a grid of 64 values of ``s``, with ``log η`` and its first two derivatives in ``log s``,
+  gives every root to ~1e-6 by quintic Hermite interpolation of the inverse function. Each
+  iteration of the safeguarded Newton/bisection solver (in ``log s``; bracket
+  ``κ ∈ [σ² + tail, σ² + trace]``) is one pass that returns the moments ``Σ_k λ_k/(λ_k + s)^p``
+  and ``Σ_k y_k²/(λ_k + s)^p``; from them the root, ``γ`` and the bias at ``s + δ`` follow by the
+  geometric series of ``1/(λ + s + δ)``, exact to rounding once ``|δ|/s ≤ (ε/4)^{1/3}``. One pass
+  usually suffices. Derivatives come from the implicit-function theorem (``jax.custom_jvp``),
+  never from differentiating the iterations.
 """
 
 from __future__ import annotations
@@ -24,9 +41,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 from rgjax._validate import check_finite
-from rgjax.rg import _effective, _eta, _validate
+from rgjax.rg import _effective, _eta, _validate, tail_masses
 from rgjax.spectrum import Spectrum
 
 __all__ = [
@@ -39,12 +58,9 @@ __all__ = [
 ]
 
 _MAX_ITER = 200
-_TOL = 1e-14  # on log κ; Newton converges quadratically, so the last step is far below this
-
-
-def _mode_sum(spec: Spectrum, weights: jax.Array) -> jax.Array:
-    """``Σ_k weights_k y_k² + (target power beyond the held modes)``; weights ``(..., k)``."""
-    return jnp.sum(weights * spec.target_coefficients**2, axis=-1) + spec.residual_power
+_SERIES_ORDER = 2  # δ-series of 1/(λ + s + δ) kept to (δ/s)^2: exact once |δ|/s ≤ (ε/4)^{1/3}
+_GRID = 64  # nodes of the initial-guess grid in log s
+_GRID_MIN_ETA = 32  # below this many η the grid costs more than the iterations it saves
 
 
 def mse_ek(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
@@ -58,9 +74,89 @@ def mse_ek(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
     return _ek(spec, eta, jnp.asarray(sigma2))
 
 
+# ---------------------------------------------------------------------------------------------
+# One pass over (η, modes): several sums Σ_k f(η, k) at once
+# ---------------------------------------------------------------------------------------------
+
+_LANES = 12  # modes per partial sum; see _mode_sums
+_BIG = 1e150  # cap on 1 + λ/ρ in the paired EK pass (keeps the product of two finite)
+
+
+def _mode_sums(terms, per_eta, per_mode):
+    """``[Σ_k t(η, k) for t in terms(...)]`` for every η of the 1-D ``per_eta`` arrays: one pass.
+
+    ``terms(e, m)`` gets the per-η arrays shaped ``(1, n, 1)`` and the per-mode arrays shaped
+    ``(rows, 1, LANES)`` and returns a list of at least two arrays, which are summed by one
+    variadic reduce over the short last axis and then over the rows (the last ``k mod LANES``
+    modes go through a second, small reduce). Why this shape (XLA CPU): a reduce over ≤ 12
+    contiguous elements is unrolled and vectorised across the outputs, and the variadic reduce
+    evaluates the shared ``1/(λ + s)`` once for every sum. A long reduce with several outputs
+    compiles to scalar code; a single-output ``jnp.sum`` goes to a library kernel that is
+    vectorised but single-threaded and about half as fast, and several of those in one program had
+    their broadcasts merged and materialised; zero-padding the modes to a multiple of ``LANES``
+    gets fused into the loop as bounds checks that stop the vectorisation. Partial sums of ≤ 12
+    terms, then a sum over the rows, also keep the round-off at a few ulp. Not differentiable
+    (callers wrap it in custom JVPs).
+    """
+    k = per_mode[0].shape[0]
+    rows = k // _LANES
+    e = [v[None, :, None] for v in per_eta]
+
+    def reduce(blocks):
+        parts = terms(e, blocks)
+        zeros = tuple(np.zeros((), t.dtype) for t in parts)
+        add = lambda x, y: tuple(p + q for p, q in zip(x, y))  # noqa: E731
+        return [jnp.sum(t, axis=0) for t in lax.reduce(tuple(parts), zeros, add, (2,))]
+
+    sums = None
+    if rows:
+        sums = reduce([v[: rows * _LANES].reshape(rows, 1, _LANES) for v in per_mode])
+    if rows * _LANES < k:
+        rest = reduce([v[rows * _LANES:].reshape(1, 1, -1) for v in per_mode])
+        sums = rest if sums is None else [a + b for a, b in zip(sums, rest)]
+    return sums
+
+
+def _ek_terms(e, m):
+    """Two η per division: with ``u = 1 + λ/ρ``, ``1/u_a = u_b/(u_a u_b)`` and vice versa."""
+    (inv_a, inv_b), (lam, y2) = e, m
+    u_a = jnp.minimum(1.0 + lam * inv_a, _BIG)
+    u_b = jnp.minimum(1.0 + lam * inv_b, _BIG)
+    p = 1.0 / (u_a * u_b)
+    q_a, q_b = u_b * p, u_a * p  # ρ/(ρ + λ) for each of the two
+    return [q_a * q_a * y2, q_b * q_b * y2]
+
+
+def _ek_plain(rho, lam, y2):
+    q = rho[:, None] / (rho[:, None] + lam)
+    return jnp.sum(q * q * y2, axis=-1)
+
+
+@jax.custom_jvp
+def _ek_sum(rho, lam, y2):
+    """``Σ_k y_k² (ρ/(ρ + λ_k))²`` for each ``ρ > 0`` of the 1-D ``rho``.
+
+    One pass, two ``ρ`` per division (division is what an EK pass spends most of its time on).
+    The cap ``1 + λ/ρ ≤ 1e150`` changes a term only where ``(ρ/(ρ + λ))² < 1e-300``.
+    """
+    n = rho.shape[0]
+    half = (n + 1) // 2
+    inv = 1.0 / jnp.concatenate([rho, rho[n - 1:]]) if n % 2 else 1.0 / rho
+    out_a, out_b = _mode_sums(_ek_terms, (inv[:half], inv[half:]), (lam, y2))
+    return jnp.concatenate([out_a, out_b])[:n]
+
+
+@_ek_sum.defjvp
+def _ek_sum_jvp(primals, tangents):
+    # Under differentiation the plain formula gives both (same value to rounding, less to compile).
+    return jax.jvp(_ek_plain, primals, tangents)
+
+
 def _ek(spec: Spectrum, eta: jax.Array, ridge: jax.Array) -> jax.Array:
-    r = ridge[..., None]
-    return _mode_sum(spec, (r / (r + eta[..., None] * spec.eigenvalues)) ** 2)
+    """``Σ_k (r/(r + ηλ_k))² y_k² +`` residual power, as ``ρ/(ρ + λ_k)``, ``ρ = r/η``: one pass."""
+    rho = ridge / eta
+    out = _ek_sum(jnp.ravel(rho), spec.eigenvalues, spec.target_coefficients**2)
+    return out.reshape(rho.shape) + spec.residual_power
 
 
 def mse_rg(
@@ -93,10 +189,60 @@ def mse_rg(
     """
     _validate(spec, eta, sigma2, threshold)
     eta = _eta(eta, spec.eigenvalues.dtype)
-    ridge, factor, applicable = _effective(
-        spec, eta, sigma2, threshold, dof_correction, temperature
-    )
+    if temperature is None:
+        ridge, factor, applicable = _effective_hard(spec, eta, sigma2, threshold, dof_correction)
+    else:
+        ridge, factor, applicable = _effective(
+            spec, eta, sigma2, threshold, dof_correction, temperature
+        )
     return jnp.where(applicable, factor * _ek(spec, eta, ridge), jnp.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hard cutoff without the (η × modes) learnability array
+# ---------------------------------------------------------------------------------------------
+
+
+def _hard_cutoff(spec, eta, sigma2, threshold, dof_correction):
+    """``(κ*, applicable)`` of :func:`rgjax.rg.cutoff`, from the per-mode crossing sizes.
+
+    ``L_k(η) < T`` iff ``η < η_k = T(σ² + t_k)/((1 − T)λ_k)`` (``η < k − 1 + η_k`` with the dof
+    correction, where ``L_k = 0`` once ``k − 1 ≥ η``; ``η_k = ∞`` when ``λ_k = 0``). The first mode
+    below ``T`` is the first ``k`` whose running maximum ``max_{j≤k} η_j`` exceeds ``η``, and that
+    0-based index, ``κ*``, is the number of running maxima ``≤ η``: a binary search per ``η``.
+    """
+    lam = spec.eigenvalues
+    dtype = lam.dtype
+    base = jnp.asarray(sigma2, dtype) + tail_masses(spec)
+    thr = jnp.asarray(threshold, dtype)
+    pos = lam > 0
+    eta_k = jnp.where(pos, (thr / (1.0 - thr)) * base / jnp.where(pos, lam, 1.0), jnp.inf)
+    if dof_correction:
+        eta_k = eta_k + jnp.arange(spec.n_modes, dtype=dtype)
+    # κ* is integer-valued: no derivative flows through the search (σ²_eff's derivative is t_κ*'s)
+    crossing = lax.stop_gradient(lax.cummax(eta_k))
+    kept = jnp.searchsorted(crossing, lax.stop_gradient(eta), side="right")
+    applicable = kept < spec.n_modes
+    if dof_correction:
+        applicable = applicable & (kept < eta)
+    return kept, applicable
+
+
+def _effective_hard(spec, eta, sigma2, threshold, dof_correction):
+    """:func:`rgjax.rg._effective` for the hard rule: (ridge, dof factor, applicable)."""
+    kept, applicable = _hard_cutoff(spec, eta, sigma2, threshold, dof_correction)
+    t = tail_masses(spec)
+    # t_{κ*} for κ* ≥ 1 is t[κ*−1]; κ* = 0 means every mode is integrated out (the trace).
+    total = t[0] + spec.eigenvalues[0]
+    t_kappa = jnp.where(kept > 0, t[jnp.clip(kept - 1, 0, spec.n_modes - 1)], total)
+    ridge = jnp.asarray(sigma2) + t_kappa
+    factor = jnp.ones_like(ridge)
+    if dof_correction:
+        # Safe denominator: keeps gradients finite in the branch that `where` discards.
+        frac = jnp.where(applicable, 1.0 - kept.astype(eta.dtype) / eta, 1.0)
+        factor = 1.0 / frac
+        ridge = ridge * factor
+    return ridge, factor, applicable
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,74 +250,225 @@ def mse_rg(
 # ---------------------------------------------------------------------------------------------
 
 
-def _kappa_residual(kap, eta, sigma2, lam, tail):
-    """``h(κ) = 1 − (σ² + tail)/κ − Σ_k λ_k/(ηλ_k + κ)``: increasing in κ, zero at the root."""
-    return 1.0 - (sigma2 + tail) / kap - jnp.sum(lam / (eta * lam + kap))
+def _moments(s, lam, y2, n_lam, n_y):
+    """``M_p = Σ_k λ_k/(λ_k + s)^p`` for ``p = 1..n_lam`` and ``Y_p = Σ_k y_k²/(λ_k + s)^p`` for
+    ``p = 2..n_y + 1``, for each ``s`` of the 1-D array ``s``: one pass over the modes."""
+
+    def terms(e, m):
+        (s_,), (lam_, y2_) = e, m
+        r = 1.0 / (lam_ + s_)
+        out = []
+        t = lam_ * r
+        for _ in range(n_lam):
+            out.append(t)
+            t = t * r
+        t = y2_ * (r * r)
+        for _ in range(n_y):
+            out.append(t)
+            t = t * r
+        return out
+
+    return _mode_sums(terms, (s,), (lam, jnp.zeros_like(lam) if y2 is None else y2))
 
 
-def _kappa_solve(eta, sigma2, lam, tail):
-    """Safeguarded Newton in ``u = log κ`` on the bracket ``[σ² + tail, σ² + tail + Σλ]``.
+def _series(coeffs, d, first):
+    """``Σ_j w_j (−δ)^j coeffs[j]`` with ``w_j = 1`` (``first=1``) or ``j + 1`` (``first=2``): the
+    moments at ``s + δ`` from those at ``s``, as
+    ``1/(λ+s+δ)^p = Σ_j C(p+j−1, j)(−δ)^j/(λ+s)^{p+j}``."""
+    out = jnp.zeros_like(d)
+    for j in reversed(range(len(coeffs))):
+        out = coeffs[j] * (1.0 if first == 1 else j + 1.0) - d * out
+    return out
 
-    At the lower end every mode term is ≥ 0 so ``h ≤ 0``; at the upper end ``Σ λ/(ηλ+κ) ≤ Σλ/κ``
-    gives ``h ≥ 0``. Newton steps that leave the bracket are replaced by bisection.
+
+def _grid_start(log_eta, lo, hi, c, lam):
+    """Initial ``log s`` for every η from a grid of ``η(s)`` (quintic Hermite, inverse function).
+
+    ``g(u) = log η(e^u)`` is explicit and strictly decreasing; its first two derivatives come from
+    the moments ``M_1..M_3``. The inverse ``u(g)`` has ``u' = 1/g'`` and ``u'' = −g''/g'^3``.
     """
-    c = sigma2 + tail
-    lo = jnp.log(c)
-    hi = jnp.log(c + jnp.sum(lam))
+    nodes = jnp.linspace(jnp.min(lo), jnp.max(hi), _GRID)
+    s = jnp.exp(nodes)
+    m1, m2, m3 = _moments(s, lam, None, 3, 0)
+    e = m1 + c / s
+    e1 = -s * m2 - c / s  # dη/du
+    e2 = -s * m2 + 2.0 * s * s * m3 + c / s  # d²η/du²
+    g = jnp.log(e)
+    g1 = e1 / e
+    g2 = e2 / e - g1 * g1
+    d1 = 1.0 / g1
+    d2 = -g2 / g1**3
+    j = jnp.searchsorted(-g, -log_eta, side="left", method="compare_all")  # 64 nodes: compare all
+    j = jnp.clip(j - 1, 0, _GRID - 2)
+    x0, x1 = g[j], g[j + 1]
+    h = x1 - x0
+    t = jnp.clip((log_eta - x0) / h, 0.0, 1.0)
+    t2, t3 = t * t, t * t * t
+    t4, t5 = t3 * t, t3 * t2
+    h0 = 1 - 10 * t3 + 15 * t4 - 6 * t5
+    h1 = t - 6 * t3 + 8 * t4 - 3 * t5
+    h2 = 0.5 * (t2 - 3 * t3 + 3 * t4 - t5)
+    h3 = 0.5 * (t3 - 2 * t4 + t5)
+    h4 = -4 * t3 + 7 * t4 - 3 * t5
+    h5 = 10 * t3 - 15 * t4 + 6 * t5
+    u0 = (h0 * nodes[j] + h1 * h * d1[j] + h2 * h * h * d2[j]
+          + h3 * h * h * d2[j + 1] + h4 * h * d1[j + 1] + h5 * nodes[j + 1])
+    u0 = jnp.where(jnp.isfinite(u0), u0, 0.5 * (lo + hi))
+    return jnp.clip(u0, lo, hi)
 
-    def h_and_slope(u):
-        k = jnp.exp(u)
-        d = eta * lam + k
-        h = 1.0 - c / k - jnp.sum(lam / d)
-        slope = c / k + k * jnp.sum(lam / d**2)  # dh/du > 0
-        return h, slope
+
+@jax.jit  # one compiled program also for eager (un-jitted) calls
+def _solve(eta, c, lam, y2):
+    """Root ``s* = κ/η`` of ``η(s) = Σ_k λ_k/(λ_k + s) + c/s`` for each η of the 1-D ``eta``.
+
+    Returns ``s*`` and, when ``y2`` is given, ``M_2 = Σ λ/(λ+s*)²`` and ``Y_2 = Σ y²/(λ+s*)²``.
+    Safeguarded Newton in ``u = log s`` on ``log η(s) = log η``, bracket
+    ``[log(c/η), log((c + Σλ)/η)]`` (κ between the bare ridge plus tail and ``σ² + trace``). Every
+    iteration is one pass (:func:`_moments`); once the step ``δ`` in ``s`` satisfies
+    ``|δ|/s ≤ (ε/(N+2))^{1/(N+1)}`` the series of the moments at ``s + δ`` is exact to rounding,
+    so the root is refined on it and the outputs are read off it without another pass.
+    """
+    order = _SERIES_ORDER
+    dtype = eta.dtype
+    eps = float(jnp.finfo(dtype).eps)
+    series_ok = (eps / (order + 2)) ** (1.0 / (order + 1))  # |δ|/s below this: series exact
+    log_eta = jnp.log(eta)
+    lo = jnp.log(c / eta)
+    hi = jnp.log((c + jnp.sum(lam)) / eta)
+    # Zero modes add nothing to any moment: pad once to whole blocks of _LANES, so that every pass
+    # in the loop is a single reduce (the loop boundary keeps the padding out of the loop body).
+    pad = (0, -lam.shape[0] % _LANES)
+    lam = jnp.pad(lam, pad)
+    y2 = None if y2 is None else jnp.pad(y2, pad)
+    if eta.shape[0] >= _GRID_MIN_ETA:
+        u0 = _grid_start(log_eta, lo, hi, c, lam)
+    else:
+        u0 = 0.5 * (lo + hi)
+    with_y = y2 is not None
+    n_lam = order + 2 if with_y else order + 1
+    n_y = order + 1 if with_y else 0
+    zero = jnp.zeros_like(eta)
 
     def cond(state):
-        _, a, b, it, done = state
-        return (~done) & (it < _MAX_ITER)
+        it, _, _, _, done, *_ = state
+        return (it < _MAX_ITER) & ~jnp.all(done)
 
     def body(state):
-        u, a, b, it, _ = state
-        h, slope = h_and_slope(u)
-        a = jnp.where(h < 0, u, a)
-        b = jnp.where(h > 0, u, b)
-        step = h / jnp.where(slope > 0, slope, 1.0)
-        un = u - step
-        tol = _TOL * (1.0 + jnp.abs(u))
-        # A converged Newton step may land a rounding error outside the bracket: accept it rather
-        # than bisect away from the root (that cost ~50 extra iterations on some η).
-        small = jnp.abs(step) <= tol
-        inside = (un >= a) & (un <= b) & jnp.isfinite(un)
-        un = jnp.where(inside | small, un, 0.5 * (a + b))
-        done = (h == 0) | small | (b - a <= tol)
-        return un, a, b, it + 1, done
+        it, u, a, b, done, s_out, m2_out, y_out = state
+        s = jnp.exp(u)
+        mom = _moments(s, lam, y2, n_lam, n_y)
+        m, ym = mom[:n_lam], mom[n_lam:]
+        eta_s = m[0] + c / s
+        f = jnp.log(eta_s) - log_eta  # > 0: η(s) too large, the root lies above u
+        slope = -(s * m[1] + c / s) / eta_s  # d log η / d log s < 0
+        a = jnp.where(f >= 0, u, a)
+        b = jnp.where(f <= 0, u, b)
+        du = -f / slope
+        # Refine δ on the truncated series (exact to rounding when |δ|/s ≤ ρ)
+        d = s * jnp.expm1(du)
+        for _ in range(3):
+            sd = s + d
+            p = _series(m[: order + 1], d, 1) + c / sd - eta
+            dp = -_series(m[1 : order + 1], d, 2) - c / (sd * sd)
+            d = d - p / dp
+        # (|du| small too: far from the root the three series steps need not converge)
+        small = (jnp.abs(d) <= series_ok * s) & (jnp.abs(du) <= 1e-2)
+        collapsed = (b - a) <= 4.0 * eps * (1.0 + jnp.abs(u))
+        d = jnp.where(small, d, 0.0)
+        accept = small | collapsed
+        new = ~done
+        s_out = jnp.where(new, s + d, s_out)
+        if with_y:
+            m2_out = jnp.where(new, _series(m[1 : order + 2], d, 2), m2_out)
+            y_out = jnp.where(new, _series(ym, d, 2), y_out)
+        done = done | accept
+        un = u + du
+        inside = (un > a) & (un < b) & jnp.isfinite(un)
+        un = jnp.where(inside, un, 0.5 * (a + b))
+        return it + 1, jnp.where(done, u, un), a, b, done, s_out, m2_out, y_out
 
-    u0 = 0.5 * (lo + hi)
-    u, *_ = jax.lax.while_loop(cond, body, (u0, lo, hi, 0, hi <= lo))
-    return jnp.exp(u)
+    init = (0, u0, lo, hi, jnp.zeros(eta.shape, bool), zero, zero, zero)
+    _, _, _, _, _, s, m2, yb = lax.while_loop(cond, body, init)
+    return s, m2, yb
+
+
+def _residual(kap, eta, sigma2, lam, tail):
+    """``h(κ) = 1 − (σ² + tail)/κ − Σ_k λ_k/(ηλ_k + κ)`` per η: increasing in κ, 0 at the root."""
+    d = eta[:, None] * lam + kap[:, None]
+    return 1.0 - (sigma2 + tail) / kap - jnp.sum(lam / d, axis=-1)
+
+
+def _kappa_tangent(kap, primals, tangents):
+    """Implicit function theorem on ``h(κ; θ) = 0``: ``dκ = −(∂h/∂θ · dθ) / (∂h/∂κ)``."""
+    eta, sigma2, lam, tail = primals
+    _, dh = jax.jvp(lambda *p: _residual(kap, *p), primals, tangents)
+    d = eta[:, None] * lam + kap[:, None]
+    dh_dk = (sigma2 + tail) / kap**2 + jnp.sum(lam / d**2, axis=-1)  # > 0
+    return -dh / dh_dk
 
 
 @jax.custom_jvp
-def _kappa_scalar(eta, sigma2, lam, tail):
-    return _kappa_solve(eta, sigma2, lam, tail)
+def _kappa_core(eta, sigma2, lam, tail):
+    """κ for each η of the 1-D ``eta``."""
+    s, _, _ = _solve(eta, sigma2 + tail, lam, None)
+    return eta * s
 
 
-@_kappa_scalar.defjvp
-def _kappa_scalar_jvp(primals, tangents):
-    # Implicit function theorem on h(κ; θ) = 0:  dκ = −(∂h/∂θ · dθ) / (∂h/∂κ).
-    eta, sigma2, lam, tail = primals
-    kap = _kappa_scalar(eta, sigma2, lam, tail)
-    _, dh = jax.jvp(lambda *p: _kappa_residual(kap, *p), primals, tangents)
-    dh_dk = (sigma2 + tail) / kap**2 + jnp.sum(lam / (eta * lam + kap) ** 2)
-    return kap, -dh / dh_dk
+@_kappa_core.defjvp
+def _kappa_core_jvp(primals, tangents):
+    kap = _kappa_core(*primals)
+    return kap, _kappa_tangent(kap, primals, tangents)
+
+
+def _sb_explicit(kap, eta, lam, y2, resid):
+    """``γ = Σ ηλ²/(ηλ + κ)²`` and the bias ``Σ κ²y²/(ηλ + κ)² + resid`` at a given κ."""
+    d = eta[:, None] * lam + kap[:, None]
+    gamma = jnp.sum(eta[:, None] * lam**2 / d**2, axis=-1)
+    bias = jnp.sum(y2 * (kap[:, None] / d) ** 2, axis=-1) + resid
+    return gamma, bias
+
+
+@jax.custom_jvp
+def _sb_core(eta, sigma2, lam, y2, tail, resid):
+    """``(κ, γ, 1 − γ, bias)`` of the spectral-bias theory for each η of the 1-D ``eta``.
+
+    ``1 − γ = (c/s + s M_2)/η`` with ``c = σ² + tail``, from ``η − Σ L_k² = c/s + Σ L_k(1 − L_k)``
+    at the root: a sum of positive terms, free of the cancellation in ``1 − Σ L_k²/η``.
+    """
+    c = sigma2 + tail
+    s, m2, yb = _solve(eta, c, lam, y2)
+    omg = (c / s + s * m2) / eta
+    return eta * s, 1.0 - omg, omg, s * s * yb + resid
+
+
+@_sb_core.defjvp
+def _sb_core_jvp(primals, tangents):
+    eta, sigma2, lam, y2, tail, resid = primals
+    d_eta, d_s2, d_lam, d_y2, d_tail, d_resid = tangents
+    out = _sb_core(*primals)
+    kap = out[0]
+    dk = _kappa_tangent(kap, (eta, sigma2, lam, tail), (d_eta, d_s2, d_lam, d_tail))
+    _, (dg, db) = jax.jvp(
+        _sb_explicit, (kap, eta, lam, y2, resid), (dk, d_eta, d_lam, d_y2, d_resid)
+    )
+    return out, (dk, dg, -dg, db)
+
+
+def _flat(spec: Spectrum, eta: jax.Array, sigma2: Any):
+    return jnp.ravel(eta), jnp.asarray(sigma2, spec.eigenvalues.dtype)
 
 
 def _kappa(spec: Spectrum, eta: jax.Array, sigma2: Any) -> jax.Array:
-    dtype = spec.eigenvalues.dtype
-    flat = jnp.ravel(eta)
-    sigma2 = jnp.asarray(sigma2, dtype)
-    solve = jax.vmap(_kappa_scalar, in_axes=(0, None, None, None))
-    return solve(flat, sigma2, spec.eigenvalues, spec.tail_mass).reshape(eta.shape)
+    flat, sigma2 = _flat(spec, eta, sigma2)
+    return _kappa_core(flat, sigma2, spec.eigenvalues, spec.tail_mass).reshape(eta.shape)
+
+
+def _spectral_bias(spec: Spectrum, eta: jax.Array, sigma2: Any):
+    """``(κ, γ, 1 − γ, bias)``, each of ``eta``'s shape."""
+    flat, sigma2 = _flat(spec, eta, sigma2)
+    out = _sb_core(flat, sigma2, spec.eigenvalues, spec.target_coefficients**2, spec.tail_mass,
+                   spec.residual_power)
+    return tuple(o.reshape(eta.shape) for o in out)
 
 
 def kappa(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
@@ -219,13 +516,12 @@ def eigenlearning(spec: Spectrum, eta: Any, sigma2: Any, noise: Any = 0.0) -> Ei
     _validate(spec, eta, sigma2)
     check_finite(noise, "noise")
     eta = _eta(eta, spec.eigenvalues.dtype)
-    kap = _kappa(spec, eta, sigma2)
+    kap, _, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2)
     ks = kap / eta
-    denom = spec.eigenvalues + ks[..., None]
-    lk = spec.eigenvalues / denom
-    e0 = eta / (eta - jnp.sum(lk**2, axis=-1))
-    # 1 − L_k written as κ_S/(λ_k + κ_S): no cancellation for well-learned modes (L_k → 1)
-    mse = e0 * (_mode_sum(spec, (ks[..., None] / denom) ** 2) + noise)
+    lk = spec.eigenvalues / (spec.eigenvalues + ks[..., None])
+    e0 = 1.0 / one_minus_gamma  # = η/(η − Σ_k L_k²)
+    # bias = Σ_k (1 − L_k)² y_k² + residual power, from the solver (1 − L_k = κ_S/(λ_k + κ_S))
+    mse = e0 * (bias + noise)
     return Eigenlearning(kappa=kap, kappa_s=ks, learnabilities=lk, e0=e0, mse=mse)
 
 
@@ -245,8 +541,5 @@ def mse_spectral_bias(spec: Spectrum, eta: Any, sigma2: Any, noise: Any = 0.0) -
     _validate(spec, eta, sigma2)
     check_finite(noise, "noise")
     eta = _eta(eta, spec.eigenvalues.dtype)
-    kap = _kappa(spec, eta, sigma2)[..., None]
-    d = eta[..., None] * spec.eigenvalues + kap
-    gamma = jnp.sum(eta[..., None] * spec.eigenvalues**2 / d**2, axis=-1)
-    bias = _mode_sum(spec, (kap / d) ** 2)
-    return (bias + noise * gamma) / (1.0 - gamma)
+    _, gamma, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2)
+    return (bias + noise * gamma) / one_minus_gamma

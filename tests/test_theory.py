@@ -213,3 +213,146 @@ def test_not_applicable_range_gives_nan_and_finite_gradients_elsewhere():
     assert cut.applicable.tolist() == [True, True, False] and int(cut.kappa[2]) == 80
     g = jax.grad(lambda v: jnp.nansum(theory.mse_rg(spec, etas, v)))(1e-8)
     assert np.isfinite(float(g))
+
+
+# ---- the fast paths: closed-form cutoff, grid-started κ solver (many η) ---------------------
+
+
+def _literal_mse_rg(lam, yk, eta, s2, T, dof):
+    """THEORY §3/§3b literally: scan the learnabilities from the top mode, then EK with σ²_eff."""
+    t = np.array([lam[k + 1:].sum() for k in range(len(lam))])
+    kept = len(lam)
+    for k in range(len(lam)):  # 0-based: k modes above this one
+        ridge = s2 + t[k]
+        if dof:
+            if k >= eta:
+                kept = k
+                break
+            ridge = ridge / (1 - k / eta)
+        if eta * lam[k] / (eta * lam[k] + ridge) < T:
+            kept = k
+            break
+    if kept == len(lam) or (dof and kept >= eta):
+        return np.nan
+    r = s2 + (t[kept - 1] if kept > 0 else lam.sum())
+    factor = 1.0
+    if dof:
+        factor = 1 / (1 - kept / eta)
+        r = r * factor
+    return factor * np.sum((r / (r + eta * lam)) ** 2 * yk**2)
+
+
+@pytest.mark.parametrize("dof", [False, True])
+def test_closed_form_cutoff_equals_learnability_scan(dof):
+    rng = np.random.default_rng(5)
+    K, y = rbf_gram(70, seed=2, lengthscale=0.9)
+    lam_pl, yk_pl = powerlaw_arrays(300, alpha=0.3)
+    # degenerate eigenvalues and exact zeros at the end
+    lam_deg = np.repeat([0.4, 0.1, 0.02, 0.0], [2, 3, 5, 4]) / 1.3
+    specs = [from_gram(K, y), from_eigenvalues(lam_pl, yk_pl),
+             from_eigenvalues(lam_deg, rng.normal(size=lam_deg.size) * 0.3)]
+    etas = jnp.asarray(np.concatenate([np.geomspace(0.3, 3000, 57), np.arange(1.0, 40.0)]))
+    fast = jax.jit(lambda s, e, v, t: theory._hard_cutoff(s, e, v, t, dof))
+    scan = jax.jit(lambda s, e, v, t: rg.cutoff(s, e, v, t, dof_correction=dof))
+    for spec in specs:
+        for T, s2 in ((0.5, 1e-8), (0.2, 1e-3), (0.8, 1e-5)):
+            got, want = fast(spec, etas, s2, T), scan(spec, etas, s2, T)
+            np.testing.assert_array_equal(got[0], want.kappa)
+            np.testing.assert_array_equal(got[1], want.applicable)
+    lam, yk = np.asarray(specs[0].eigenvalues), np.asarray(specs[0].target_coefficients)
+    ref = [_literal_mse_rg(lam, yk, float(e), 1e-6, 0.5, dof) for e in etas]
+    np.testing.assert_allclose(theory.mse_rg(specs[0], etas, 1e-6, dof_correction=dof), ref,
+                               rtol=1e-12, equal_nan=True)
+
+
+def test_ek_sums_to_a_few_ulp_over_many_modes():
+    # the one-pass layout (partial sums of 12 modes, then over the rows) against exact summation
+    import math
+
+    rng = np.random.default_rng(9)
+    lam = np.sort(rng.pareto(1.5, 5000))[::-1] / 50.0
+    yk = rng.normal(size=5000) * 0.02
+    spec = from_eigenvalues(lam, yk)
+    etas = np.geomspace(0.1, 1e5, 37)
+    got = np.asarray(theory.mse_ek(spec, jnp.asarray(etas), 1e-4))
+    for g, eta in zip(got, etas):
+        q = 1e-4 / (1e-4 + eta * lam)
+        assert g == pytest.approx(math.fsum(q * q * yk**2), rel=2e-15)
+    # fewer modes than one block of the pass, and 0, 1 or 2 values of η
+    small = from_eigenvalues(lam[:5] / lam[:5].sum(), yk[:5])
+    for n in (0, 1, 2):
+        e = jnp.geomspace(0.5, 50.0, n)
+        want = [math.fsum((1e-3 / (1e-3 + v * np.asarray(small.eigenvalues))) ** 2 * yk[:5] ** 2)
+                for v in np.asarray(e)]
+        np.testing.assert_allclose(theory.mse_ek(small, e, 1e-3), np.reshape(want, (n,)),
+                                   rtol=2e-15)
+
+
+def _brentq_theory(lam, yk, eta, s2, noise=0.0):
+    """κ by scipy brentq to full precision, then γ and E_g as written in THEORY §4."""
+    f = lambda kap: kap - s2 - kap * np.sum(lam / (eta * lam + kap))  # noqa: E731
+    kap = brentq(f, s2, s2 + lam.sum(), xtol=1e-300, rtol=1e-15, maxiter=500)
+    d = eta * lam + kap
+    gamma = np.sum(eta * lam**2 / d**2)
+    return kap, (np.sum(kap**2 * yk**2 / d**2) + noise * gamma) / (1 - gamma)
+
+
+@pytest.mark.parametrize("case", ["powerlaw", "split", "steep"])
+def test_many_eta_against_brentq(case):
+    # ≥ 32 η take the grid-started solver; results must match a per-η brentq to rounding
+    if case == "powerlaw":
+        lam, yk = powerlaw_arrays(3000, alpha=0.5)
+        s2 = 1e-8
+    elif case == "split":  # 10 strong modes, then a flat tail: η(κ) has a plateau near η = 10
+        lam = np.concatenate([np.full(10, 0.099), np.full(2000, 0.01 / 2000)])
+        yk = np.sqrt(np.concatenate([np.full(10, 0.08), np.full(2000, 0.2 / 2000)]))
+        s2 = 1e-8
+    else:
+        lam, yk = powerlaw_arrays(400, alpha=2.0, beta=0.2)
+        s2 = 1e-2
+    spec = from_eigenvalues(lam, yk)
+    etas = np.geomspace(0.5, 1e4, 90)
+    kap = np.asarray(theory.kappa(spec, jnp.asarray(etas), s2))
+    sb = np.asarray(theory.mse_spectral_bias(spec, jnp.asarray(etas), s2, 0.01))
+    ref = np.array([_brentq_theory(lam, yk, e, s2, 0.01) for e in etas])
+    np.testing.assert_allclose(kap, ref[:, 0], rtol=1e-13)
+    np.testing.assert_allclose(sb, ref[:, 1], rtol=1e-12)
+    # the few-η path (no grid) gives the same numbers
+    few = np.asarray(theory.kappa(spec, jnp.asarray(etas[::9]), s2))
+    np.testing.assert_allclose(few, kap[::9], rtol=1e-13)
+    el = theory.eigenlearning(spec, jnp.asarray(etas), s2, 0.01)
+    np.testing.assert_allclose(el.mse, sb + 0.01, rtol=1e-12)
+    np.testing.assert_allclose(jnp.sum(el.learnabilities, -1) + s2 / el.kappa_s, etas, rtol=1e-12)
+
+
+def test_kappa_of_an_empty_spectrum_and_eta_array_shapes():
+    # no eigenvalue mass at all: κ = σ² exactly and nothing is learned
+    spec = from_eigenvalues(jnp.zeros(5), jnp.array([0.5, 0.5, 0.5, 0.5, 0.0]))
+    etas = jnp.geomspace(1.0, 100.0, 40)
+    np.testing.assert_allclose(theory.kappa(spec, etas, 1e-3), 1e-3, rtol=1e-15)
+    np.testing.assert_allclose(theory.mse_spectral_bias(spec, etas, 1e-3), 1.0, rtol=1e-15)
+    spec = powerlaw(200)
+    grid = jnp.geomspace(1.0, 1e3, 48).reshape(4, 3, 4)
+    out = theory.mse_spectral_bias(spec, grid, 1e-6)
+    assert out.shape == (4, 3, 4)
+    np.testing.assert_allclose(out.ravel(), theory.mse_spectral_bias(spec, grid.ravel(), 1e-6),
+                               rtol=1e-14)
+
+
+def test_gradients_on_the_grid_path():
+    lam, yk = powerlaw_arrays(80, alpha=0.6)
+    lam, yk = jnp.asarray(lam), jnp.asarray(yk)
+    etas = jnp.geomspace(1.0, 300.0, 40)  # ≥ 32 η: grid-started solver
+
+    @jax.jit
+    def f(l, ls, t, e):  # κ, E_g (with label noise) and E_0 together, over many η
+        spec, s2 = _spec_from(l, t), jnp.exp(ls)
+        el = theory.eigenlearning(spec, e, s2)
+        return (jnp.sum(theory.mse_spectral_bias(spec, e, s2, 0.02)) + jnp.sum(el.e0)
+                + 10.0 * jnp.sum(theory.kappa(spec, e, s2)))
+
+    check_grads(f, (lam, jnp.log(1e-3), yk, etas), order=1, modes=["fwd", "rev"], eps=1e-7,
+                atol=1e-6, rtol=1e-5)
+    # ∂κ/∂η < 0 on every η
+    dk = jax.grad(lambda e: jnp.sum(theory.kappa(_spec_from(lam, yk), e, 1e-3)))(etas)
+    assert np.all(np.asarray(dk) < 0)
