@@ -36,6 +36,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 import numpy as np
 
@@ -175,15 +176,33 @@ def cutoff(
 
 
 def _cutoff(spec, eta, sigma2, threshold, dof_correction) -> Cutoff:
-    below = _learnability(spec, eta, sigma2, dof_correction) < threshold
-    crossed = jnp.any(below, axis=-1)
-    # argmax of a boolean returns the first True: the 0-based index of the first mode below T
-    # equals the number of modes kept above it, i.e. κ*.
-    kappa = jnp.where(crossed, jnp.argmax(below, axis=-1), spec.n_modes)
-    applicable = crossed
-    if dof_correction:
-        applicable = applicable & (kappa < eta)
+    kappa, applicable = _hard_cutoff(spec, eta, sigma2, threshold, dof_correction)
     return Cutoff(kappa=kappa, applicable=applicable)
+
+
+def _hard_cutoff(spec, eta, sigma2, threshold, dof_correction):
+    """``(κ*, applicable)`` of :func:`rgjax.rg.cutoff`, from the per-mode crossing sizes.
+
+    ``L_k(η) < T`` iff ``η < η_k = T(σ² + t_k)/((1 − T)λ_k)`` (``η < k − 1 + η_k`` with the dof
+    correction, where ``L_k = 0`` once ``k − 1 ≥ η``; ``η_k = ∞`` when ``λ_k = 0``). The first mode
+    below ``T`` is the first ``k`` whose running maximum ``max_{j≤k} η_j`` exceeds ``η``, and that
+    0-based index, ``κ*``, is the number of running maxima ``≤ η``: a binary search per ``η``.
+    """
+    lam = spec.eigenvalues
+    dtype = lam.dtype
+    base = jnp.asarray(sigma2, dtype) + tail_masses(spec)
+    thr = jnp.asarray(threshold, dtype)
+    pos = lam > 0
+    eta_k = jnp.where(pos, (thr / (1.0 - thr)) * base / jnp.where(pos, lam, 1.0), jnp.inf)
+    if dof_correction:
+        eta_k = eta_k + jnp.arange(spec.n_modes, dtype=dtype)
+    # κ* is integer-valued: no derivative flows through the search (σ²_eff's derivative is t_κ*'s)
+    crossing = lax.stop_gradient(lax.cummax(eta_k))
+    kept = jnp.searchsorted(crossing, lax.stop_gradient(eta), side="right")
+    applicable = kept < spec.n_modes
+    if dof_correction:
+        applicable = applicable & (kept < eta)
+    return kept, applicable
 
 
 def _soft_integrated_out(

@@ -45,7 +45,7 @@ import numpy as np
 from jax import lax
 
 from rgjax._validate import check_finite
-from rgjax.rg import _effective, _eta, _validate, tail_masses
+from rgjax.rg import _effective, _eta, _validate
 from rgjax.spectrum import Spectrum
 
 __all__ = [
@@ -190,7 +190,7 @@ def mse_rg(
     _validate(spec, eta, sigma2, threshold)
     eta = _eta(eta, spec.eigenvalues.dtype)
     if temperature is None:
-        ridge, factor, applicable = _effective_hard(spec, eta, sigma2, threshold, dof_correction)
+        ridge, factor, applicable = _effective(spec, eta, sigma2, threshold, dof_correction, None)
     else:
         ridge, factor, applicable = _effective(
             spec, eta, sigma2, threshold, dof_correction, temperature
@@ -201,48 +201,6 @@ def mse_rg(
 # ---------------------------------------------------------------------------------------------
 # The hard cutoff without the (η × modes) learnability array
 # ---------------------------------------------------------------------------------------------
-
-
-def _hard_cutoff(spec, eta, sigma2, threshold, dof_correction):
-    """``(κ*, applicable)`` of :func:`rgjax.rg.cutoff`, from the per-mode crossing sizes.
-
-    ``L_k(η) < T`` iff ``η < η_k = T(σ² + t_k)/((1 − T)λ_k)`` (``η < k − 1 + η_k`` with the dof
-    correction, where ``L_k = 0`` once ``k − 1 ≥ η``; ``η_k = ∞`` when ``λ_k = 0``). The first mode
-    below ``T`` is the first ``k`` whose running maximum ``max_{j≤k} η_j`` exceeds ``η``, and that
-    0-based index, ``κ*``, is the number of running maxima ``≤ η``: a binary search per ``η``.
-    """
-    lam = spec.eigenvalues
-    dtype = lam.dtype
-    base = jnp.asarray(sigma2, dtype) + tail_masses(spec)
-    thr = jnp.asarray(threshold, dtype)
-    pos = lam > 0
-    eta_k = jnp.where(pos, (thr / (1.0 - thr)) * base / jnp.where(pos, lam, 1.0), jnp.inf)
-    if dof_correction:
-        eta_k = eta_k + jnp.arange(spec.n_modes, dtype=dtype)
-    # κ* is integer-valued: no derivative flows through the search (σ²_eff's derivative is t_κ*'s)
-    crossing = lax.stop_gradient(lax.cummax(eta_k))
-    kept = jnp.searchsorted(crossing, lax.stop_gradient(eta), side="right")
-    applicable = kept < spec.n_modes
-    if dof_correction:
-        applicable = applicable & (kept < eta)
-    return kept, applicable
-
-
-def _effective_hard(spec, eta, sigma2, threshold, dof_correction):
-    """:func:`rgjax.rg._effective` for the hard rule: (ridge, dof factor, applicable)."""
-    kept, applicable = _hard_cutoff(spec, eta, sigma2, threshold, dof_correction)
-    t = tail_masses(spec)
-    # t_{κ*} for κ* ≥ 1 is t[κ*−1]; κ* = 0 means every mode is integrated out (the trace).
-    total = t[0] + spec.eigenvalues[0]
-    t_kappa = jnp.where(kept > 0, t[jnp.clip(kept - 1, 0, spec.n_modes - 1)], total)
-    ridge = jnp.asarray(sigma2) + t_kappa
-    factor = jnp.ones_like(ridge)
-    if dof_correction:
-        # Safe denominator: keeps gradients finite in the branch that `where` discards.
-        frac = jnp.where(applicable, 1.0 - kept.astype(eta.dtype) / eta, 1.0)
-        factor = 1.0 / frac
-        ridge = ridge * factor
-    return ridge, factor, applicable
 
 
 # ---------------------------------------------------------------------------------------------
