@@ -21,10 +21,13 @@ __all__ = [
     "check_threshold",
     "check_eta",
     "check_x64",
+    "check_int",
+    "as_float_array",
     "warn",
+    "X64_FIX",
 ]
 
-_X64_FIX = "enable float64 with `jax.config.update('jax_enable_x64', True)` before creating arrays"
+X64_FIX = "enable float64 with `jax.config.update('jax_enable_x64', True)` before creating arrays"
 
 
 class RgjaxWarning(UserWarning):
@@ -105,7 +108,7 @@ def check_x64(dtype: Any, sigma2: Any, scale: Any, what: str = "spectrum") -> No
     if np.min(s) < 10 * np.finfo(np.float32).eps * float(np.max(np.abs(c))):
         warn(
             f"the {what} is float32, which cannot resolve sigma2={float(np.min(s)):g} against a "
-            f"kernel scale of {float(np.max(np.abs(c))):g}; {_X64_FIX}.",
+            f"kernel scale of {float(np.max(np.abs(c))):g}; {X64_FIX}.",
             stacklevel=4,
         )
 
@@ -117,3 +120,21 @@ def as_float_array(x: Any, name: str) -> jax.Array:
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     return arr
+
+
+def check_int(value: Any, name: str, lo: int, hi: int | None = None, why: str = "") -> int:
+    """Return ``value`` as an ``int`` in ``[lo, hi]``, or raise ``ValueError`` naming ``name``.
+
+    Integral floats (``5.0``, ``1e6``) are accepted and converted, as a user would expect of a count;
+    booleans, fractions, NaN and anything out of range are rejected. ``why`` explains the bound.
+    """
+    ok = not isinstance(value, (bool, np.bool_))
+    try:
+        ok = ok and float(value).is_integer()
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or value < lo or (hi is not None and value > hi):
+        bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"`{name}` must be an integer {bounds}{reason}; got {value!r}.")
+    return int(value)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rgjax._validate import check_eta, check_sigma2, check_threshold, concrete
-from rgjax.rg import _cutoff, input_dependent_ridge, tail_masses
+from rgjax.rg import cutoff_traced, input_dependent_ridge, tail_masses
 from rgjax.spectrum import Spectrum
 
 __all__ = ["reweighted_coefficients", "mse_reweighted", "FunctionalFlow", "functional_flow"]
@@ -97,7 +97,7 @@ def mse_reweighted(
     if y.shape != (spec.n_pool,):
         raise ValueError(f"`y` must have shape ({spec.n_pool},) like the pool; got {y.shape}.")
     etas = np.atleast_1d(np.asarray(eta, float))
-    cut = _cutoff(spec, jnp.asarray(etas), sigma2, threshold, False)
+    cut = cutoff_traced(spec, jnp.asarray(etas), sigma2, threshold, False)
     t = np.asarray(tail_masses(spec))
     lam = spec.eigenvalues
     yk2 = spec.target_coefficients**2

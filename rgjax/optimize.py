@@ -309,7 +309,7 @@ def _rg_resolvent(K, y, eta, sigma2, threshold, temperature, dof_correction):
     spec = from_gram(K, y)  # only the eigenvalues are used: their derivative is exact
 
     def one(e):
-        ridge, factor, applicable = rg._effective(
+        ridge, factor, applicable = rg.effective_ridge_traced(
             spec, e, sigma2, threshold, dof_correction, temperature
         )
         err = factor * _resolvent_error(K, y, e, ridge)
@@ -324,7 +324,7 @@ def _sb_resolvent(K, y, eta, sigma2, noise):
 
     def one(e):
         # κ and γ are symmetric functions of the eigenvalues; only the bias needs y (resolvent).
-        kap = theory._kappa(spec, e, sigma2)
+        kap = theory.kappa_traced(spec, e, sigma2)
         gamma = jnp.sum(e * lam**2 / (e * lam + kap) ** 2)
         bias = _resolvent_error(K, y, e / kap, jnp.ones((), K.dtype))  # κ²yᵀ(κ+ηA)⁻²y/N
         return (bias + noise * gamma) / (1.0 - gamma)

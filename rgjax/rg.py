@@ -75,7 +75,7 @@ class Cutoff:
     applicable: jax.Array
 
 
-def _validate(spec: Spectrum, eta: Any, sigma2: Any, threshold: Any | None = None) -> None:
+def check_inputs(spec: Spectrum, eta: Any, sigma2: Any, threshold: Any | None = None) -> None:
     if not isinstance(spec, Spectrum):
         raise TypeError(
             f"`spec` must be an rgjax Spectrum (from rgjax.from_gram or rgjax.from_eigenvalues); "
@@ -88,7 +88,7 @@ def _validate(spec: Spectrum, eta: Any, sigma2: Any, threshold: Any | None = Non
     check_x64(spec.eigenvalues.dtype, sigma2, spec.trace)
 
 
-def _eta(eta: Any, dtype: Any) -> jax.Array:
+def as_eta(eta: Any, dtype: Any) -> jax.Array:
     return jnp.asarray(eta, dtype=dtype)
 
 
@@ -144,8 +144,8 @@ def learnability(
     Returns:
       ``eta.shape + (k,)``.
     """
-    _validate(spec, eta, sigma2)
-    eta = _eta(eta, spec.eigenvalues.dtype)
+    check_inputs(spec, eta, sigma2)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
     return _learnability(spec, eta, sigma2, dof_correction)
 
 
@@ -170,12 +170,12 @@ def cutoff(
     Returns:
       A :class:`Cutoff` with arrays of ``eta``'s shape.
     """
-    _validate(spec, eta, sigma2, threshold)
-    eta = _eta(eta, spec.eigenvalues.dtype)
-    return _cutoff(spec, eta, sigma2, threshold, dof_correction)
+    check_inputs(spec, eta, sigma2, threshold)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
+    return cutoff_traced(spec, eta, sigma2, threshold, dof_correction)
 
 
-def _cutoff(spec, eta, sigma2, threshold, dof_correction) -> Cutoff:
+def cutoff_traced(spec, eta, sigma2, threshold, dof_correction) -> Cutoff:
     kappa, applicable = _hard_cutoff(spec, eta, sigma2, threshold, dof_correction)
     return Cutoff(kappa=kappa, applicable=applicable)
 
@@ -245,20 +245,20 @@ def effective_ridge(
     Returns:
       ``eta``'s shape; NaN where the hard rule is not applicable (see :func:`cutoff`).
     """
-    _validate(spec, eta, sigma2, threshold)
-    eta = _eta(eta, spec.eigenvalues.dtype)
-    ridge, _, applicable = _effective(spec, eta, sigma2, threshold, dof_correction, temperature)
+    check_inputs(spec, eta, sigma2, threshold)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
+    ridge, _, applicable = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, temperature)
     return jnp.where(applicable, ridge, jnp.nan)
 
 
-def _effective(spec, eta, sigma2, threshold, dof_correction, temperature):
+def effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, temperature):
     """Return (σ²_eff or σ²_dof, dof factor 1/(1 − κ*/η) (1 if no correction), applicable).
 
     The ridge is finite everywhere (callers put NaN where ``applicable`` is False *after* their own
     arithmetic, so that gradients of the discarded entries stay finite).
     """
     if temperature is None:
-        cut = _cutoff(spec, eta, sigma2, threshold, dof_correction)
+        cut = cutoff_traced(spec, eta, sigma2, threshold, dof_correction)
         kept = cut.kappa
         t = tail_masses(spec)
         # t_{κ*} for κ* ≥ 1 is t[κ*−1]; κ* = 0 means every mode is integrated out (the trace).
@@ -399,14 +399,14 @@ def truncation_error_bound(
     Returns:
       ``eta``'s shape: the absolute bound (same units as the MSE).
     """
-    _validate(spec, eta, sigma2, threshold)
+    check_inputs(spec, eta, sigma2, threshold)
     _check_theory(theory)
-    eta = _eta(eta, spec.eigenvalues.dtype)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
     if theory == "ek":
         ridge, factor = jnp.broadcast_to(jnp.asarray(sigma2, eta.dtype), eta.shape), 1.0
         applicable = jnp.ones(eta.shape, bool)
     else:
-        ridge, factor, applicable = _effective(spec, eta, sigma2, threshold, dof_correction, None)
+        ridge, factor, applicable = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, None)
         applicable = applicable & _cutoff_inside(spec, eta, sigma2, threshold, dof_correction)
     x = eta * spec.eigenvalues[-1] / ridge
     bound = factor * jnp.minimum(1.0, 2.0 * x) * spec.residual_power
@@ -415,7 +415,7 @@ def truncation_error_bound(
 
 def _cutoff_inside(spec, eta, sigma2, threshold, dof_correction) -> jax.Array:
     """True where some held mode falls below ``T``, i.e. ``κ*`` lies inside the held modes."""
-    return _cutoff(spec, eta, sigma2, threshold, dof_correction).kappa < spec.n_modes
+    return cutoff_traced(spec, eta, sigma2, threshold, dof_correction).kappa < spec.n_modes
 
 
 def truncation_valid(
@@ -439,13 +439,13 @@ def truncation_valid(
     A full (untruncated) spectrum is valid everywhere: whether the RG applies at all in a finite
     pool is :func:`cutoff`'s ``applicable`` (THEORY §3), not a question of truncation.
     """
-    _validate(spec, eta, sigma2, threshold)
+    check_inputs(spec, eta, sigma2, threshold)
     _check_theory(theory)
     if rtol is not None and not (isinstance(rtol, (int, float)) and rtol > 0):
         raise ValueError(f"`rtol` must be a positive number or None; got {rtol!r}.")
     if theory == "ek" and rtol is None:
         raise ValueError("theory='ek' needs `rtol`: the EK curve has no cutoff to check.")
-    eta = _eta(eta, spec.eigenvalues.dtype)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
     if not spec.is_truncated:
         return jnp.ones(eta.shape, bool)
     ok = jnp.ones(eta.shape, bool)
@@ -465,7 +465,7 @@ def _ek_type_curve(spec, eta, sigma2, threshold, theory, dof_correction) -> jax.
     if theory == "ek":
         ridge, factor = jnp.asarray(sigma2, eta.dtype), 1.0
     else:
-        ridge, factor, _ = _effective(spec, eta, sigma2, threshold, dof_correction, None)
+        ridge, factor, _ = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, None)
     r = jnp.asarray(ridge)[..., None]
     g = (r / (r + eta[..., None] * spec.eigenvalues)) ** 2
     return factor * (jnp.sum(g * spec.target_coefficients**2, axis=-1) + spec.residual_power)
@@ -494,7 +494,7 @@ def truncation_message(
     )
     if valid is None or bool(np.all(valid)):
         return None
-    eta_arr = _eta(eta, spec.eigenvalues.dtype)
+    eta_arr = as_eta(eta, spec.eigenvalues.dtype)
     eta_np = np.broadcast_to(np.asarray(eta_arr), valid.shape)
     reasons = []
     if theory == "rg":

@@ -45,7 +45,7 @@ import numpy as np
 from jax import lax
 
 from rgjax._validate import check_finite
-from rgjax.rg import _effective, _eta, _validate
+from rgjax.rg import as_eta, check_inputs, effective_ridge_traced
 from rgjax.spectrum import Spectrum
 
 __all__ = [
@@ -69,8 +69,8 @@ def mse_ek(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
     Returns:
       ``eta``'s shape.
     """
-    _validate(spec, eta, sigma2)
-    eta = _eta(eta, spec.eigenvalues.dtype)
+    check_inputs(spec, eta, sigma2)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
     return _ek(spec, eta, jnp.asarray(sigma2))
 
 
@@ -187,12 +187,12 @@ def mse_rg(
       ``eta``'s shape; NaN where the hard rule is not applicable (no mode below ``T``; see
       :func:`rgjax.rg.eta_max`).
     """
-    _validate(spec, eta, sigma2, threshold)
-    eta = _eta(eta, spec.eigenvalues.dtype)
+    check_inputs(spec, eta, sigma2, threshold)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
     if temperature is None:
-        ridge, factor, applicable = _effective(spec, eta, sigma2, threshold, dof_correction, None)
+        ridge, factor, applicable = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, None)
     else:
-        ridge, factor, applicable = _effective(
+        ridge, factor, applicable = effective_ridge_traced(
             spec, eta, sigma2, threshold, dof_correction, temperature
         )
     return jnp.where(applicable, factor * _ek(spec, eta, ridge), jnp.nan)
@@ -416,7 +416,7 @@ def _flat(spec: Spectrum, eta: jax.Array, sigma2: Any):
     return jnp.ravel(eta), jnp.asarray(sigma2, spec.eigenvalues.dtype)
 
 
-def _kappa(spec: Spectrum, eta: jax.Array, sigma2: Any) -> jax.Array:
+def kappa_traced(spec: Spectrum, eta: jax.Array, sigma2: Any) -> jax.Array:
     flat, sigma2 = _flat(spec, eta, sigma2)
     return _kappa_core(flat, sigma2, spec.eigenvalues, spec.tail_mass).reshape(eta.shape)
 
@@ -438,8 +438,8 @@ def kappa(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
     Returns:
       ``eta``'s shape.
     """
-    _validate(spec, eta, sigma2)
-    return _kappa(spec, _eta(eta, spec.eigenvalues.dtype), sigma2)
+    check_inputs(spec, eta, sigma2)
+    return kappa_traced(spec, as_eta(eta, spec.eigenvalues.dtype), sigma2)
 
 
 @jax.tree_util.register_dataclass
@@ -471,9 +471,9 @@ def eigenlearning(spec: Spectrum, eta: Any, sigma2: Any, noise: Any = 0.0) -> Ei
     Args:
       noise: label-noise variance ``ε²`` (0 for clean labels).
     """
-    _validate(spec, eta, sigma2)
+    check_inputs(spec, eta, sigma2)
     check_finite(noise, "noise")
-    eta = _eta(eta, spec.eigenvalues.dtype)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
     kap, _, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2)
     ks = kap / eta
     lk = spec.eigenvalues / (spec.eigenvalues + ks[..., None])
@@ -496,8 +496,8 @@ def mse_spectral_bias(spec: Spectrum, eta: Any, sigma2: Any, noise: Any = 0.0) -
     Returns:
       ``eta``'s shape.
     """
-    _validate(spec, eta, sigma2)
+    check_inputs(spec, eta, sigma2)
     check_finite(noise, "noise")
-    eta = _eta(eta, spec.eigenvalues.dtype)
+    eta = as_eta(eta, spec.eigenvalues.dtype)
     _, gamma, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2)
     return (bias + noise * gamma) / one_minus_gamma

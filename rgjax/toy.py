@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rgjax._validate import _X64_FIX, check_sigma2
+from rgjax._validate import X64_FIX, check_sigma2
 
 __all__ = [
     "ToyProblem",
@@ -153,7 +153,7 @@ def _check_lambdas(lambdas: Any, p: int, name: str = "lambdas") -> np.ndarray:
 
 def _require_x64() -> None:
     if not jax.config.jax_enable_x64:
-        raise RuntimeError(f"the toy Monte Carlo accumulates in float64: {_X64_FIX}.")
+        raise RuntimeError(f"the toy Monte Carlo accumulates in float64: {X64_FIX}.")
 
 
 # ----------------------------------------------------------------------------------------------
