@@ -19,7 +19,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from rgjax.experiment import _versions, write_json_atomic  # noqa: E402
+from rgjax.jobs._io import versions, write_json_atomic  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -84,6 +84,6 @@ def machine() -> dict:
 def save(name: str, payload: dict) -> Path:
     """Write ``results/<name>_<backend>.json`` atomically with versions and machine facts."""
     path = RESULTS / f"{name}_{jax.default_backend()}.json"
-    write_json_atomic({"benchmark": name, "machine": machine(), "versions": _versions(), **payload}, path)
+    write_json_atomic({"benchmark": name, "machine": machine(), "versions": versions(), **payload}, path)
     print(f"wrote {path}")
     return path

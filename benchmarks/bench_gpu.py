@@ -9,6 +9,7 @@ backend) to check the script itself.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -120,8 +121,6 @@ def pipeline(n, eigs, trials):
                    "--out", tmp] + (["--eigs", str(k)] if k else [])
             t0 = time.perf_counter()
             p = subprocess.run(cmd, capture_output=True, text=True)
-            import json
-
             res = json.loads((Path(tmp) / "results.json").read_text()) if p.returncode == 0 else None
         rows.append({"n": n, "eigs": k, "wall_s": time.perf_counter() - t0, "rc": p.returncode,
                      "timings": res and res["timings"], "fidelity": res and res["fidelity"],

@@ -22,7 +22,7 @@ and neural-tangents peaks are reported the same way.
 
     python benchmarks/bench_kernels.py                                        # N = 4000
     python benchmarks/bench_kernels.py --n 1000 --d 100                       # quick
-    python benchmarks/bench_kernels.py --nt-python /work/scratch/nt-venv/bin/python
+    python benchmarks/bench_kernels.py --nt-python /path/to/nt-venv/bin/python
 
 Writes ``benchmarks/results/kernels_<backend>.json``.
 """

@@ -35,13 +35,13 @@ CHILD = r"""
 import json, resource, sys, time
 import jax
 jax.config.update("jax_enable_x64", True)
-from rgjax.experiment import CurveConfig, run_curve
+from rgjax.jobs.curve import CurveConfig, run
 n, eigs, n_modes, trials, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 etas = tuple(int(e) for e in sys.argv[6].split(","))
 cfg = CurveConfig(task="synthetic-powerlaw", pool_size=n, n_modes=n_modes, etas=etas,
                   trials=trials, eigs=eigs or None)
 t0 = time.perf_counter()
-res = run_curve(cfg, out, progress=False, plots=False, log=lambda *a, **k: None)
+res = run(cfg, out, progress=False, plots=False, log=lambda *a, **k: None)
 total = time.perf_counter() - t0
 print(json.dumps({"n": n, "eigs": eigs or None, "total_s": total, "timings": res["timings"],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -1,7 +1,7 @@
 """Benchmark: the learning-curve theories (EK, the paper's RG, rgjax's dof-corrected RG, spectral
 bias) on many η against the way reference research codes compute them.
 
-Problem (issue 6): ``rgjax.powerlaw(10_000, alpha=0.5)``, σ² = 1e-8, T = 0.5, 200 η on
+Problem: ``rgjax.powerlaw(10_000, alpha=0.5)``, σ² = 1e-8, T = 0.5, 200 η on
 ``geomspace(1, 5000)``. rgjax evaluates all four curves in one jitted function (the ratio for
 the three without the dof correction is reported too). The baseline does
 what reference codes do, one η at a time in a Python loop over numpy arrays of the 10,000 modes:
@@ -9,8 +9,8 @@ what reference codes do, one η at a time in a Python loop over numpy arrays of 
 * EK: ``Σ_k (σ²/(σ² + ηλ_k))² y_k²``;
 * the paper's RG: the learnability of every mode, ``L_k = ηλ_k/(ηλ_k + σ² + t_k)``, the first mode
   with ``L_k < T`` (``argmax``), ``σ²_eff = σ² + t_{κ*}``, then EK with ``σ²_eff``; NaN when no mode
-  is below T (THEORY §3). The tail masses ``t_k`` are computed once, outside the loop;
-* the dof-corrected RG (THEORY §3b): the same with the ridge ``(σ² + t_k)/(1 − (k−1)/η)``;
+  is below T (docs/theory.md §3). The tail masses ``t_k`` are computed once, outside the loop;
+* the dof-corrected RG (docs/theory.md §3b): the same with the ridge ``(σ² + t_k)/(1 − (k−1)/η)``;
 * spectral bias: ``scipy.optimize.brentq`` for κ of ``κ = σ² + κ Σ_k λ_k/(ηλ_k + κ)`` on the bracket
   ``[σ², σ² + Σλ]`` (rtol 1e-14), then γ and ``E_g``.
 
@@ -114,7 +114,7 @@ def rgjax_all(spec, etas, s2, threshold):
 
 
 def rgjax_three(spec, etas, s2, threshold):
-    """EK + the paper's RG + spectral bias (the issue's three theories, without rgjax's dof)."""
+    """EK + the paper's RG + spectral bias (the paper's three curves, without rgjax's dof correction)."""
     return (rgjax.mse_ek(spec, etas, s2), rgjax.mse_rg(spec, etas, s2, threshold),
             rgjax.mse_spectral_bias(spec, etas, s2))
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU (JAX with CUDA preinstalled there, nothing else reachable).
+# The GPU benchmark in one run (JAX with CUDA already installed; no network needed).
 #
-#   bash benchmarks/gpu.sh                 # on the GPU machine, from the repository root
+#   bash benchmarks/gpu.sh                     # on the GPU machine, from the repository root
 #   RGJAX_GPU_SMOKE=1 bash benchmarks/gpu.sh   # tiny sizes on any machine (checks the script)
 #
-# It installs rgjax without touching the preinstalled JAX (dependencies from ./.whl if that folder
-# holds wheels, see /work/.library/device/README.md), then records, into
+# It installs rgjax without touching the installed JAX (its other dependencies from ./.whl when
+# that folder holds wheels, installed into build/gpu-site inside the repository), then records, into
 # benchmarks/results/gpu_<backend>.json (and $OUT/ when set):
 #   1. device info (nvidia-smi, jax devices, versions);
 #   2. float64 dense eigh at N = 8k, 16k, 20k (20k is 3.2 GB > 2^31 bytes: cuSOLVER's limit; the
@@ -16,7 +16,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+  site="$PWD/build/gpu-site"
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl \
+    && export PYTHONPATH="$site:${PYTHONPATH:-}"
 fi
 python3 -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 nvidia-smi 2>/dev/null | head -15 || echo "no nvidia-smi"

@@ -5,7 +5,7 @@ follow the flow of the ridge σ², predict the learning curve and compare it wit
 regression — all differentiable. Source: Howard, Jefferson, Maiti & Ringel, *Wilsonian
 Renormalization of Neural Network Gaussian Processes* (arXiv:2405.06008).
 
-Conventions (THEORY.md): operator eigenvalues ``λ_k = eig(K)/N``, features ``φ_k(x_i) = √N v_k[i]``,
+Conventions (``docs/theory.md`` §1): operator eigenvalues ``λ_k = eig(K)/N``, features ``φ_k(x_i) = √N v_k[i]``,
 target coefficients ``y_k = v_kᵀ y/√N``; the learnability cutoff ``κ*(η, T)`` is the first mode
 from the top with ``L_k < T``. Spectra and theories want float64: call
 ``jax.config.update("jax_enable_x64", True)`` before creating arrays (the ``rgjax`` command does).
@@ -39,10 +39,14 @@ Non-Gaussian features (:mod:`rgjax.nongaussian`, :mod:`rgjax.gaussianity`, :mod:
 Optimisation (:mod:`rgjax.optimize`): :func:`predicted_mse` (differentiable end to end),
 :func:`fit_kernel`, :func:`fit_curve`.
 
-Figures live in :mod:`rgjax.plotting`, the ``rgjax curve`` pipeline in :mod:`rgjax.experiment`.
+Layout: this namespace is the core, the maths alone. The command-line jobs (``rgjax curve``,
+``gaussianity``, ``toy``, ``optimize``) live in :mod:`rgjax.jobs`, one module each with a frozen
+``Config`` and ``run(cfg, out)``; their figures in :mod:`rgjax.plotting`, which reads results
+dictionaries only. Neither is imported here: imports go one way, core → jobs/plotting → CLI.
 """
 
 from rgjax._validate import RgjaxWarning
+from rgjax._version import __version__
 from rgjax.datasets import Task, load_task
 from rgjax.eigensolve import topk_eigh
 from rgjax.empirical import LearningCurve, gp_posterior_mean, learning_curve
@@ -91,9 +95,8 @@ from rgjax.theory import (
     mse_spectral_bias,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "RgjaxWarning",
     # kernels
     "Kernel", "Dense", "Relu", "Erf", "LeakyRelu", "Abs", "Identity", "Elementwise", "Conv",

@@ -19,8 +19,10 @@ Example:
     ... class Pair:
     ...     value: jax.Array
     ...     name: str = field(static=True, default="a")
-    >>> jax.tree_util.tree_leaves(Pair(jnp.ones(2), "b"))
-    [Array([1., 1.], dtype=float32)]
+    >>> [leaf.shape for leaf in jax.tree_util.tree_leaves(Pair(jnp.ones(2), "b"))]
+    [(2,)]
+    >>> jax.tree_util.tree_structure(Pair(jnp.ones(2), "b"))
+    PyTreeDef(CustomNode(Pair[('b',)], [*]))
 """
 
 from __future__ import annotations

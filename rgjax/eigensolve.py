@@ -1,4 +1,4 @@
-"""Top-k eigenpairs of a symmetric PSD matrix, dense or matrix-free (DESIGN "Scale", THEORY §1).
+"""Top-k eigenpairs of a symmetric PSD matrix, dense or matrix-free (docs/theory.md §1).
 
 The RG and spectral-bias theories need only the top ``k`` eigenpairs of the Gram matrix plus its
 trace, so at large ``N`` a dense ``eigh`` (``O(N³)`` time, ``N²`` memory for the eigenvectors) is
@@ -38,16 +38,31 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import TypedDict, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
+from jax.typing import DTypeLike
 
-from rgjax._validate import concrete, warn
+from rgjax._pytree import dataclass
+from rgjax._typing import Array, ArrayLike, KeyLike
+from rgjax._validate import check_int, concrete, warn
 
-__all__ = ["SolverReport", "TopkResult", "topk_eigh", "default_basis", "warn_if_unconverged"]
+__all__ = [
+    "SolverReport",
+    "SolverOptions",
+    "TopkResult",
+    "topk_eigh",
+    "default_basis",
+    "warn_if_unconverged",
+    "as_auto_sharded",
+    "DEFAULT_TOL",
+]
+
+T = TypeVar("T")
 
 # A new Krylov direction whose singular value is below this fraction of the block's largest lies
 # (numerically) in the span of the basis or of the other directions: an invariant subspace was
@@ -56,8 +71,7 @@ __all__ = ["SolverReport", "TopkResult", "topk_eigh", "default_basis", "warn_if_
 _DEFICIENT_RTOL = 1e-6
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@dataclass
 class SolverReport:
     """How a top-k eigen-solve went (a :class:`~rgjax.Spectrum` keeps it as ``spec.solver``).
 
@@ -75,12 +89,12 @@ class SolverReport:
       tol: ``()`` the relative tolerance used.
     """
 
-    residuals: jax.Array
-    relative_residuals: jax.Array
-    iterations: jax.Array
-    n_matvec: jax.Array
-    converged: jax.Array
-    tol: jax.Array
+    residuals: Array
+    relative_residuals: Array
+    iterations: Array
+    n_matvec: Array
+    converged: Array
+    tol: Array
 
     def __repr__(self) -> str:
         res = concrete(self.relative_residuals)
@@ -94,8 +108,7 @@ class SolverReport:
         )
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@dataclass
 class TopkResult:
     """Top-k eigenpairs of a symmetric matrix and the solver's report.
 
@@ -106,22 +119,31 @@ class TopkResult:
       report: the :class:`SolverReport` (per-pair residuals, cycles, products, converged flag).
     """
 
-    eigenvalues: jax.Array
-    eigenvectors: jax.Array
+    eigenvalues: Array
+    eigenvectors: Array
     report: SolverReport
 
     @property
-    def converged(self) -> jax.Array:
+    def converged(self) -> Array:
         """``()`` bool, see :class:`SolverReport`."""
         return self.report.converged
 
     @property
-    def residuals(self) -> jax.Array:
+    def residuals(self) -> Array:
         """``(k,)`` ``‖K v_i − w_i v_i‖₂``, see :class:`SolverReport`."""
         return self.report.residuals
 
     def __repr__(self) -> str:
         return f"TopkResult({self.report!r})"
+
+
+class SolverOptions(TypedDict, total=False):
+    """Keyword arguments of :func:`topk_eigh` that :func:`rgjax.from_gram` and
+    :func:`rgjax.from_matvec` pass through as ``solver_options``."""
+
+    block_size: int | None
+    basis_size: int | None
+    max_iter: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,12 +160,12 @@ class _Operator:
     the arguments and the function itself are static.
     """
 
-    func: Callable | None  # None: dense matrix, operands = (K,)
-    treedef: Any = None
-    static_leaves: tuple = ()
-    is_array: tuple = ()
+    func: Callable[..., Array] | None  # None: dense matrix, operands = (K,)
+    treedef: Hashable | None = None  # a PyTreeDef (args, kwargs) when func is set
+    static_leaves: tuple[Hashable, ...] = ()
+    is_array: tuple[bool, ...] = ()
 
-    def apply(self, V: jax.Array, operands: tuple) -> jax.Array:
+    def apply(self, V: Array, operands: tuple[Array, ...]) -> Array:
         if self.func is None:
             (K,) = operands
             return K @ V
@@ -153,7 +175,7 @@ class _Operator:
         return self.func(*args, V, **kwargs)
 
 
-def as_auto_sharded(x: Any) -> Any:
+def as_auto_sharded(x: T) -> T:
     """``x`` with its mesh's *Explicit* axes switched to *Auto* (same devices and layout).
 
     On jax ≥ 0.10 ``jax.make_mesh`` defaults to explicit axis types, under which many operations
@@ -163,12 +185,12 @@ def as_auto_sharded(x: Any) -> Any:
     a matvec callable closes over are not seen either: pass them through ``functools.partial``).
     """
     sharding = getattr(x, "sharding", None)
-    if isinstance(x, jax.core.Tracer) or not isinstance(sharding, jax.sharding.NamedSharding):
+    if isinstance(x, Tracer) or not isinstance(sharding, jax.sharding.NamedSharding):
         return x
     mesh = sharding.mesh
     explicit = jax.sharding.AxisType.Explicit
     types = tuple(getattr(mesh, "axis_types", ()) or ())
-    if explicit not in types:
+    if explicit not in types or mesh.devices is None:  # no devices: an abstract mesh
         return x
     auto = jax.sharding.Mesh(
         mesh.devices, mesh.axis_names, axis_types=(jax.sharding.AxisType.Auto,) * len(types)
@@ -176,12 +198,12 @@ def as_auto_sharded(x: Any) -> Any:
     return jax.device_put(x, jax.sharding.NamedSharding(auto, sharding.spec))
 
 
-def _is_array(x: Any) -> bool:
+def _is_array(x: object) -> bool:
     """A numpy or jax array (tracers included); array-like objects such as operators are not."""
     return isinstance(x, (jax.Array, np.ndarray))
 
 
-def _make_operator(matvec: Callable) -> tuple[_Operator, tuple]:
+def _make_operator(matvec: Callable[[Array], Array]) -> tuple[_Operator, tuple[Array, ...]]:
     """Split a callable into its static half and its array operands.
 
     Array arguments of a ``functools.partial`` and array leaves of a callable pytree (e.g.
@@ -205,7 +227,7 @@ def _make_operator(matvec: Callable) -> tuple[_Operator, tuple]:
     return op, tuple(x for a, x in zip(is_array, leaves) if a)
 
 
-def _call_pytree(fn: Callable, V: jax.Array) -> jax.Array:
+def _call_pytree(fn: Callable[[Array], Array], V: Array) -> Array:
     return fn(V)
 
 
@@ -216,9 +238,9 @@ _EMPTY = jax.tree_util.tree_structure(((), {}))
 class _Call:
     """An opaque callable, hashed by identity (jit recompiles for a new callable object)."""
 
-    fn: Callable
+    fn: Callable[[Array], Array]
 
-    def __call__(self, V: jax.Array) -> jax.Array:
+    def __call__(self, V: Array) -> Array:
         return self.fn(V)
 
 
@@ -227,12 +249,12 @@ class _Call:
 # ---------------------------------------------------------------------------------------------
 
 
-def _project(Zt: jax.Array, Qt: jax.Array) -> jax.Array:
+def _project(Zt: Array, Qt: Array) -> Array:
     """``Z − QQᵀZ`` in row layout: ``Zt`` (b, N), ``Qt`` (c, N) with orthonormal or zero rows."""
     return Zt - (Zt @ Qt.T) @ Qt
 
 
-def _svqb(Pt: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _svqb(Pt: Array) -> tuple[Array, Array]:
     """Orthonormalise the rows of ``Pt`` (b, N) through ``eig(PᵀP) = U diag(s) Uᵀ``.
 
     Returns the rows ``diag(s)^{-1/2} Uᵀ Pt`` and ``s`` (ascending). Rows with ``s = 0`` come out
@@ -245,8 +267,8 @@ def _svqb(Pt: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _orthonormal_block(
-    Zt: jax.Array, Qt: jax.Array, key: jax.Array, local=None, kscale2=None
-) -> jax.Array:
+    Zt: Array, Qt: Array, key: Array, local: Array | None = None, kscale2: Array | None = None
+) -> Array:
     """Orthonormal rows (b, N) spanning ``(I − QQᵀ)Z`` and orthogonal to the rows of ``Qt``.
 
     Classical Gram–Schmidt against the basis ``Qt`` (rows orthonormal or zero), twice ("twice
@@ -273,7 +295,7 @@ def _orthonormal_block(
     # ε‖Z‖/√s by the normalisation: reproject when that could exceed ~1e4 ε.
     repair_needed = (s[0] < 1e-8 * zscale2) | (s[0] < 1e-4 * s[-1]) | jnp.any(deficient)
 
-    def repair(Bt):
+    def repair(Bt: Array) -> Array:
         rnd = jax.random.normal(key, Bt.shape, Bt.dtype)
         return _svqb(_project(_project(jnp.where(deficient[:, None], rnd, Bt), Qt), Qt))[0]
 
@@ -281,7 +303,9 @@ def _orthonormal_block(
     return _svqb(Bt)[0]
 
 
-def _rayleigh_ritz(Qt: jax.Array, Wt: jax.Array, k: int, l: int):
+def _rayleigh_ritz(
+    Qt: Array, Wt: Array, k: int, l: int
+) -> tuple[Array, Array, Array, Array]:
     """Ritz pairs of the basis rows ``Qt`` (m, N) with ``Wt = (KQ)ᵀ``.
 
     Returns ``θ`` (l,) descending, ``Xt = SᵀQt`` (l, N), ``KXt = SᵀWt`` (l, N), residuals (k,).
@@ -299,7 +323,16 @@ def _rayleigh_ritz(Qt: jax.Array, Wt: jax.Array, k: int, l: int):
 _SEGMENTS = 4
 
 
-def _fill(op: _Operator, operands: tuple, Qt, Wt, first, last: int, b: int, key):
+def _fill(
+    op: _Operator,
+    operands: tuple[Array, ...],
+    Qt: Array,
+    Wt: Array,
+    first: int | Array,
+    last: int,
+    b: int,
+    key: Array,
+) -> tuple[Array, Array]:
     """Krylov blocks ``first … last−1``: ``W_j = K Q_j`` and ``Q_{j+1} = orth(W_j)``.
 
     Rows of block ``j`` are ``[jb, (j+1)b)``; the block after ``last − 1`` is written to rows
@@ -311,7 +344,7 @@ def _fill(op: _Operator, operands: tuple, Qt, Wt, first, last: int, b: int, key)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         width = (int(hi) + 1) * b  # rows that may be non-zero during this stretch
 
-        def body(j, carry, width=width):
+        def body(j: Array, carry: tuple[Array, Array], width: int = width) -> tuple[Array, Array]:
             Qt, Wt = carry
             Vt = jax.lax.dynamic_slice_in_dim(Qt, j * b, b, axis=0)
             Wj = op.apply(Vt.T, operands).T
@@ -326,7 +359,19 @@ def _fill(op: _Operator, operands: tuple, Qt, Wt, first, last: int, b: int, key)
     return Qt, Wt
 
 
-def _solve(op: _Operator, cfg: tuple, operands: tuple, V0, key, tol, max_iter):
+_Cfg = tuple[int, int, int, int]  # (k, b, m, l): wanted pairs, block, basis, kept at restart
+_Out = tuple[Array, Array, Array, Array, Array, Array]  # w, V, residuals, cycles, products, ok
+
+
+def _solve(
+    op: _Operator,
+    cfg: _Cfg,
+    operands: tuple[Array, ...],
+    V0: Array,
+    key: Array,
+    tol: Array,
+    max_iter: Array,
+) -> _Out:
     """Thick-restart block Krylov. ``cfg = (k, b, m, l)`` (static); ``max_iter`` may be traced.
 
     Cycle 1 fills blocks ``0 … m/b − 1`` from the random start; every later cycle keeps the
@@ -336,7 +381,7 @@ def _solve(op: _Operator, cfg: tuple, operands: tuple, V0, key, tol, max_iter):
     n, dtype = V0.shape[0], V0.dtype
     floor_factor = 10.0 * math.sqrt(n) * float(jnp.finfo(dtype).eps)
 
-    def cycle(state):
+    def cycle(state: tuple) -> tuple:
         Qt, Wt, first, it, nmv = state[:5]
         Qt, Wt = _fill(op, operands, Qt, Wt, first, m // b, b, jax.random.fold_in(key, it))
         theta, Xt, KXt, res = _rayleigh_ritz(Qt[:m], Wt, k, l)
@@ -350,7 +395,7 @@ def _solve(op: _Operator, cfg: tuple, operands: tuple, V0, key, tol, max_iter):
 
     Qt = jnp.zeros((m + b, n), dtype)
     Qt = Qt.at[:b].set(_orthonormal_block(V0.T, Qt[:0], jax.random.fold_in(key, 2**31 - 1)))
-    state = (
+    state: tuple = (
         Qt, jnp.zeros((m, n), dtype), 0, 0, 0, jnp.array(False),
         jnp.zeros((k,), dtype), jnp.zeros((k, n), dtype), jnp.full((k,), jnp.inf, dtype),
     )
@@ -359,7 +404,9 @@ def _solve(op: _Operator, cfg: tuple, operands: tuple, V0, key, tol, max_iter):
     return theta, Xt.T, res, it, nmv, converged
 
 
-def _dense_small(op: _Operator, operands: tuple, n: int, k: int, dtype):
+def _dense_small(
+    op: _Operator, operands: tuple[Array, ...], n: int, k: int, dtype: DTypeLike
+) -> _Out:
     """Exact path when the Krylov basis would cover the whole space: materialise K and ``eigh``."""
     K = op.apply(jnp.eye(n, dtype=dtype), operands)
     K = (K + K.T) / 2
@@ -371,7 +418,15 @@ def _dense_small(op: _Operator, operands: tuple, n: int, k: int, dtype):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _topk(op: _Operator, cfg: tuple, operands: tuple, V0, key, tol, max_iter):
+def _topk(
+    op: _Operator,
+    cfg: _Cfg,
+    operands: tuple[Array, ...],
+    V0: Array,
+    key: Array,
+    tol: Array,
+    max_iter: Array,
+) -> _Out:
     k, b, m, _ = cfg
     n = V0.shape[0]
     if m + b > n:
@@ -380,7 +435,7 @@ def _topk(op: _Operator, cfg: tuple, operands: tuple, V0, key, tol, max_iter):
 
 
 @_topk.defjvp
-def _topk_jvp(op, cfg, primals, tangents):
+def _topk_jvp(op: _Operator, cfg: _Cfg, primals: tuple, tangents: tuple) -> tuple[_Out, tuple]:
     # Eigenvalues: dw_i = v_iᵀ dK v_i with dK V = d(matvec)(V): exact for simple eigenvalues.
     # Eigenvectors of a truncated decomposition would need (w_i − K)⁻¹ on the uncomputed modes:
     # not supported, so their tangent is NaN, and anything that depends on them (y_k, features)
@@ -428,12 +483,12 @@ def _kept(k: int, b: int, m: int) -> int:
 
 
 def topk_eigh(
-    operator: Any,
+    operator: ArrayLike | Callable[[Array], Array],
     k: int,
     *,
     n: int | None = None,
-    dtype: Any = None,
-    key: Any = 0,
+    dtype: DTypeLike | None = None,
+    key: KeyLike = 0,
     tol: float = DEFAULT_TOL,
     block_size: int | None = None,
     basis_size: int | None = None,
@@ -484,19 +539,19 @@ def topk_eigh(
     :func:`rgjax.from_gram` with ``method="dense"`` for those.
     """
     op, operands, n, dtype = _check_operator(operator, n, dtype)
-    k = _check_int(k, "k", 1, n, f"at most the matrix size N={n}")
+    k = check_int(k, "k", 1, n, f"at most the matrix size N={n}")
     b, m = default_basis(k)
     if block_size is not None:
-        b = _check_int(block_size, "block_size", 1, n, f"at most N={n}")
+        b = check_int(block_size, "block_size", 1, n, f"at most N={n}")
         m = _basis_for(k, b)
     if basis_size is not None:
-        m = _check_int(basis_size, "basis_size", k + b, None, f"k + block_size = {k + b}")
+        m = check_int(basis_size, "basis_size", k + b, None, f"k + block_size = {k + b}")
         if m % b:
             raise ValueError(
                 f"`basis_size`={m} must be a multiple of `block_size`={b}; use "
                 f"{b * math.ceil(m / b)}."
             )
-    max_iter = _check_int(max_iter, "max_iter", 1, None, None)
+    max_iter = check_int(max_iter, "max_iter", 1)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         raise ValueError(f"`tol` must be a number in (0, 1); got {tol!r}. The default is 1e-6.")
     _check_matvec_shape(op, operands, n, b, dtype)
@@ -534,10 +589,10 @@ def warn_if_unconverged(report: SolverReport, *, basis_size: int, max_iter: int)
     )
 
 
-def _as_key(key: Any) -> jax.Array:
+def _as_key(key: KeyLike) -> Array:
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.PRNGKey(int(key))
-    if isinstance(key, jax.Array) and (
+    if isinstance(key, Array) and (
         jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)
     ):
         return key
@@ -547,17 +602,9 @@ def _as_key(key: Any) -> jax.Array:
     )
 
 
-def _check_int(value: Any, name: str, lo: int, hi: int | None, hi_name: str | None) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < lo or (hi is not None and value > hi):
-        bounds = f"[{lo}, {hi}] ({hi_name})" if hi is not None else f">= {lo}"
-        if hi is None and hi_name:
-            bounds += f" ({hi_name})"
-        raise ValueError(f"`{name}` must be an integer in {bounds}; got {value!r}.")
-    return int(value)
-
-
-def _check_operator(operator: Any, n: int | None, dtype: Any):
+def _check_operator(
+    operator: ArrayLike | Callable[[Array], Array], n: int | None, dtype: DTypeLike | None
+) -> tuple[_Operator, tuple[Array, ...], int, jnp.dtype]:
     """Return ``(op, operands, N, dtype)`` for an array or a callable, or raise naming the fix."""
     if callable(operator) and not _is_array(operator):
         if n is None:
@@ -565,7 +612,7 @@ def _check_operator(operator: Any, n: int | None, dtype: Any):
                 "`n` (the matrix size N) is required when `operator` is a callable; "
                 "call topk_eigh(matvec, k, n=N)."
             )
-        n = _check_int(n, "n", 1, None, None)
+        n = check_int(n, "n", 1)
         dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
         op, operands = _make_operator(operator)
         return op, tuple(as_auto_sharded(x) for x in operands), n, dtype
@@ -574,7 +621,7 @@ def _check_operator(operator: Any, n: int | None, dtype: Any):
             "`operator` must be an (N, N) array or a callable matvec(V) -> K @ V on (N, b) "
             f"blocks; got {type(operator).__name__}."
         )
-    K = as_auto_sharded(operator) if isinstance(operator, jax.Array) else jnp.asarray(operator)
+    K = as_auto_sharded(operator) if isinstance(operator, Array) else jnp.asarray(operator)
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise ValueError(f"`operator` must be a square (N, N) matrix; got shape {K.shape}.")
     if n is not None and n != K.shape[0]:
@@ -584,7 +631,9 @@ def _check_operator(operator: Any, n: int | None, dtype: Any):
     return _Operator(None), (K,), K.shape[0], K.dtype
 
 
-def _check_matvec_shape(op: _Operator, operands: tuple, n: int, b: int, dtype) -> None:
+def _check_matvec_shape(
+    op: _Operator, operands: tuple[Array, ...], n: int, b: int, dtype: DTypeLike
+) -> None:
     """Trace the callable once on a ``(N, b)`` block (no computation) and check what it returns."""
     if op.func is None:
         return

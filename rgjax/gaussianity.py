@@ -1,4 +1,4 @@
-"""Feature-mode Gaussianity diagnostics (paper Figs. 2 and 5, THEORY §6).
+"""Feature-mode Gaussianity diagnostics (paper Figs. 2 and 5, docs/theory.md §6).
 
 For mode ``k`` the sample ``{φ_k(x_i)}_{i≤N}``, with ``φ_k(x_i) = √N v_k[i]`` (mean square 1 under
 the pool measure), is the *feature mode*. The paper's Gaussian-feature RG assumes these samples are
@@ -14,8 +14,9 @@ described by a Cauchy distribution. This module quantifies both, vectorised over
 * :func:`mode_diagnostics` — all of the above for chosen modes of a :class:`~rgjax.Spectrum`, as a
   :class:`GaussianityReport`; :func:`gaussianity_sweep` over log-spaced modes; :func:`crossover`
   (where the Cauchy fit takes over for good) and :func:`refine_sweep` (every mode around it).
-* :func:`run_gaussianity` — the ``rgjax gaussianity`` pipeline: task → kernel → spectrum →
-  diagnostics → ``gaussianity.json`` (atomic) + three figures + a printed table.
+
+The ``rgjax gaussianity`` job (task → kernel → spectrum → these diagnostics → JSON and figures)
+is :mod:`rgjax.jobs.gaussianity`.
 
 **Mode numbers are 1-based** everywhere in this module (``k = 1`` is the top mode, as in the paper's
 ``k``); ``k`` runs over ``1..spectrum.n_modes``.
@@ -24,24 +25,19 @@ described by a Cauchy distribution. This module quantifies both, vectorised over
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import os
-import time
-from typing import TYPE_CHECKING
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeAlias
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
-from rgjax._validate import warn
-
-if TYPE_CHECKING:  # annotations only: keeps the import graph one-way
-    from rgjax.spectrum import Spectrum
+from rgjax._pytree import data_fields, dataclass, field
+from rgjax._typing import Array, ArrayLike
+from rgjax._validate import check_int, warn
+from rgjax.spectrum import Spectrum
 
 __all__ = [
     "GaussianityReport",
@@ -58,14 +54,16 @@ __all__ = [
     "crossover",
     "refine_sweep",
     "default_high_modes",
-    "run_gaussianity",
-    "format_gaussianity_table",
+    "check_modes",
+    "subset",
     "MIN_POINTS",
+    "FAMILIES",
 ]
 
 #: Fewest samples per mode accepted: below this neither fit nor a KS statistic means anything.
 MIN_POINTS = 8
 
+#: The two fitted families, as ``ks_statistic``'s ``family`` names them.
 FAMILIES = ("gaussian", "cauchy")
 
 # Cauchy solver: relative step tolerance on (loc/scale, log scale) and the iteration cap. Newton
@@ -75,12 +73,15 @@ _CAUCHY_MAX_ITER = 500
 # Modes are processed in column chunks so a sweep over all N modes of a 10^4 pool stays in memory.
 _CHUNK = 256
 
+#: 1-based mode numbers: one int, or a 1-D sequence or array of them.
+Modes: TypeAlias = int | Sequence[int] | np.ndarray | Array
+
 
 # ------------------------------------------------------------------------------------------------
 # samples → fits
 
 
-def _as_columns(samples: Any) -> tuple[jax.Array, bool]:
+def _as_columns(samples: ArrayLike) -> tuple[Array, bool]:
     """``(N,)`` or ``(N, m)`` → ``(N, m)`` float array, and whether the input was 1-D."""
     x = jnp.asarray(samples)
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -105,11 +106,11 @@ def _as_columns(samples: Any) -> tuple[jax.Array, bool]:
     return x, one_d
 
 
-def _out(a: jax.Array, one_d: bool) -> jax.Array:
+def _out(a: Array, one_d: bool) -> Array:
     return a[0] if one_d else a
 
 
-def fit_gaussian(samples: Any) -> tuple[jax.Array, jax.Array]:
+def fit_gaussian(samples: ArrayLike) -> tuple[Array, Array]:
     """Maximum-likelihood Gaussian: ``(mean, std)`` with the 1/N (biased) variance.
 
     Args:
@@ -123,14 +124,14 @@ def fit_gaussian(samples: Any) -> tuple[jax.Array, jax.Array]:
     return _out(mean, one_d), _out(std, one_d)
 
 
-def _cauchy_mean_loglik(params: jax.Array, x: jax.Array) -> jax.Array:
+def _cauchy_mean_loglik(params: Array, x: Array) -> Array:
     """Mean Cauchy log-density of ``x`` (N,) at ``params = (loc, log scale)``."""
     m, t = params[0], params[1]
     z = (x - m) * jnp.exp(-t)
     return -jnp.log(jnp.pi) - t - jnp.mean(jnp.log1p(z * z))
 
 
-def _px_em_step(params: jax.Array, x: jax.Array) -> jax.Array:
+def _px_em_step(params: Array, x: Array) -> Array:
     # Cauchy = normal scale mixture; the E-step weight of point i is ∝ 1/(s² + r_i²). Dividing the
     # weighted variance by Σw (parameter-expanded EM) instead of N keeps monotonicity and
     # converges much faster; its fixed point is exactly the score equations' solution.
@@ -141,7 +142,7 @@ def _px_em_step(params: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.stack([m_new, 0.5 * jnp.log(s2_new)])
 
 
-def _cauchy_start(x: jax.Array) -> jax.Array:
+def _cauchy_start(x: Array) -> Array:
     # Median and half the IQR are the population loc/scale of a Cauchy: a start inside the
     # basin of the (unique, Copas 1975) maximum for any reasonable sample.
     q25, med, q75 = jnp.quantile(x, jnp.array([0.25, 0.5, 0.75]))
@@ -151,7 +152,7 @@ def _cauchy_start(x: jax.Array) -> jax.Array:
     return jnp.stack([med, jnp.log(s0)])
 
 
-def _cauchy_grad_hess(p: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _cauchy_grad_hess(p: Array, x: Array) -> tuple[Array, Array]:
     """Gradient (2,) and Hessian (2, 2) of the mean Cauchy log-likelihood in (loc, log scale).
 
     Written out (cheaper to compile than autodiff inside the vmapped loop); with z = (x−m)/s and
@@ -168,11 +169,12 @@ def _cauchy_grad_hess(p: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]
     return g, jnp.array([[hmm, hmt], [hmt, htt]])
 
 
-def _fit_cauchy_1d(x: jax.Array, tol: float = _CAUCHY_TOL, max_iter: int = _CAUCHY_MAX_ITER):
+def _fit_cauchy_1d(x: Array, tol: float = _CAUCHY_TOL,
+                   max_iter: int = _CAUCHY_MAX_ITER) -> tuple[Array, Array, Array, Array]:
     """Cauchy MLE of one sample (N,): ``(loc, scale, iterations, converged)``."""
     tol = max(tol, 64 * float(jnp.finfo(x.dtype).eps))  # reachable in float32 too
 
-    def step(p):
+    def step(p: Array) -> Array:
         g, h = _cauchy_grad_hess(p, x)
         det = h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0]
         neg_def = (h[0, 0] < 0) & (det > 0)
@@ -187,32 +189,32 @@ def _fit_cauchy_1d(x: jax.Array, tol: float = _CAUCHY_TOL, max_iter: int = _CAUC
         ok = neg_def & jnp.all(jnp.isfinite(p_newton)) & (f1 >= f0 - 1e-15 * jnp.abs(f0))
         return jnp.where(ok, p_newton, _px_em_step(p, x))
 
-    def size(p_new, p_old):
+    def size(p_new: Array, p_old: Array) -> Array:
         d = p_new - p_old
         return jnp.maximum(jnp.abs(d[0]) * jnp.exp(-p_new[1]), jnp.abs(d[1]))
 
-    def cond(state):
+    def cond(state: tuple[Array, int, Array]) -> Array:
         _, i, delta = state
         return (i < max_iter) & (delta > tol)
 
-    def body(state):
+    def body(state: tuple[Array, int, Array]) -> tuple[Array, int, Array]:
         p, i, _ = state
         p_new = step(p)
         return p_new, i + 1, size(p_new, p)
 
     p0 = _cauchy_start(x)
     p, n_iter, delta = jax.lax.while_loop(cond, body, (p0, 0, jnp.asarray(jnp.inf, x.dtype)))
-    return p[0], jnp.exp(p[1]), n_iter, delta <= tol
+    return p[0], jnp.exp(p[1]), jnp.asarray(n_iter), delta <= tol
 
 
-def _ks_1d(x: jax.Array, cdf: Callable[[jax.Array], jax.Array]) -> jax.Array:
+def _ks_1d(x: Array, cdf: Callable[[Array], Array]) -> Array:
     n = x.shape[0]
     c = cdf(jnp.sort(x))
     i = jnp.arange(1, n + 1, dtype=c.dtype)
     return jnp.maximum(jnp.max(i / n - c), jnp.max(c - (i - 1) / n))
 
 
-def _diagnose_1d(x: jax.Array) -> dict[str, jax.Array]:
+def _diagnose_1d(x: Array) -> dict[str, Array]:
     """Every per-mode number for one sample (N,) — the body of the vmapped, jitted core."""
     mean = jnp.mean(x)
     r = x - mean
@@ -246,7 +248,7 @@ def _bucket(m: int) -> int:
     return min(_CHUNK, max(4, 1 << (m - 1).bit_length()))
 
 
-def _diagnose_full(x: jax.Array) -> dict[str, np.ndarray]:
+def _diagnose_full(x: Array) -> dict[str, np.ndarray]:
     """:func:`_diagnose_1d` for every column of ``x`` (N, m), chunked and padded → numpy (m,)."""
     parts = []
     for i in range(0, x.shape[1], _CHUNK):
@@ -259,13 +261,13 @@ def _diagnose_full(x: jax.Array) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _cauchy_fit_full(x: jax.Array) -> tuple[np.ndarray, ...]:
+def _cauchy_fit_full(x: Array) -> tuple[np.ndarray, ...]:
     """Cauchy MLE of the columns of ``x`` (N, m) → numpy (loc, scale, iterations, converged)."""
     d = _diagnose_full(x)
     return d["cauchy_loc"], d["cauchy_scale"], d["cauchy_iterations"], d["cauchy_converged"]
 
 
-def fit_cauchy(samples: Any) -> tuple[jax.Array, jax.Array]:
+def fit_cauchy(samples: ArrayLike) -> tuple[Array, Array]:
     """Maximum-likelihood Cauchy: ``(loc, scale)``.
 
     Args:
@@ -273,6 +275,14 @@ def fit_cauchy(samples: Any) -> tuple[jax.Array, jax.Array]:
     Returns:
       ``loc``, ``scale``: scalars, or ``(m,)`` each. Solved to a relative step of 1e-12 (see the
       module docstring); a :class:`~rgjax.RgjaxWarning` names any column that did not converge.
+
+    Examples:
+      >>> import numpy as np
+      >>> from rgjax.gaussianity import fit_cauchy
+      >>> q = np.tan(np.pi * (np.arange(1, 2000) / 2000 - 0.5))  # Cauchy(0, 1) quantiles
+      >>> loc, scale = fit_cauchy(2.0 + 3.0 * q)
+      >>> print(f"{float(loc):.3f} {float(scale):.3f}")
+      2.000 2.997
     """
     x, one_d = _as_columns(samples)
     loc, scale, _, conv = _cauchy_fit_full(x)
@@ -286,14 +296,14 @@ def fit_cauchy(samples: Any) -> tuple[jax.Array, jax.Array]:
 # goodness of fit
 
 
-def _params(a: Any, m: int, name: str) -> jax.Array:
+def _params(a: ArrayLike, m: int, name: str) -> Array:
     a = jnp.atleast_1d(jnp.asarray(a, dtype=jnp.result_type(float)))
     if a.shape not in ((1,), (m,)):
         raise ValueError(f"`{name}` must be a scalar or have shape ({m},); got {a.shape}.")
     return jnp.broadcast_to(a, (m,))
 
 
-def gaussian_loglik(samples: Any, mean: Any, std: Any) -> jax.Array:
+def gaussian_loglik(samples: ArrayLike, mean: ArrayLike, std: ArrayLike) -> Array:
     """Mean Gaussian log-density per point. ``samples`` (N,) or (N, m); params scalar or (m,)."""
     x, one_d = _as_columns(samples)
     mu, sd = _params(mean, x.shape[1], "mean"), _params(std, x.shape[1], "std")
@@ -302,7 +312,7 @@ def gaussian_loglik(samples: Any, mean: Any, std: Any) -> jax.Array:
     return _out(ll, one_d)
 
 
-def cauchy_loglik(samples: Any, loc: Any, scale: Any) -> jax.Array:
+def cauchy_loglik(samples: ArrayLike, loc: ArrayLike, scale: ArrayLike) -> Array:
     """Mean Cauchy log-density per point. ``samples`` (N,) or (N, m); params scalar or (m,)."""
     x, one_d = _as_columns(samples)
     m, s = _params(loc, x.shape[1], "loc"), _params(scale, x.shape[1], "scale")
@@ -311,7 +321,7 @@ def cauchy_loglik(samples: Any, loc: Any, scale: Any) -> jax.Array:
     return _out(ll, one_d)
 
 
-def _cdf(family: str, z: jax.Array) -> jax.Array:
+def _cdf(family: str, z: Array) -> Array:
     if family == "gaussian":
         return ndtr(z)
     if family == "cauchy":
@@ -319,7 +329,7 @@ def _cdf(family: str, z: jax.Array) -> jax.Array:
     raise ValueError(f"`family` must be one of {FAMILIES}; got {family!r}.")
 
 
-def ks_statistic(samples: Any, family: str, loc: Any, scale: Any) -> jax.Array:
+def ks_statistic(samples: ArrayLike, family: str, loc: ArrayLike, scale: ArrayLike) -> Array:
     """Kolmogorov–Smirnov statistic ``sup_x |F_N(x) − F(x)|`` against a fitted distribution.
 
     Args:
@@ -343,7 +353,7 @@ def ks_statistic(samples: Any, family: str, loc: Any, scale: Any) -> jax.Array:
     return _out(d, one_d)
 
 
-def excess_kurtosis(samples: Any) -> jax.Array:
+def excess_kurtosis(samples: ArrayLike) -> Array:
     """Excess kurtosis ``m4/m2² − 3`` (biased moments; 0 for a Gaussian, as scipy's default)."""
     x, one_d = _as_columns(samples)
     r = x - jnp.mean(x, axis=0)
@@ -355,29 +365,27 @@ def excess_kurtosis(samples: Any) -> jax.Array:
 # reports on a spectrum
 
 
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=[
-        "modes", "eigenvalues", "mean_square", "gauss_mean", "gauss_std", "cauchy_loc",
-        "cauchy_scale", "loglik_gauss", "loglik_cauchy", "ks_gauss", "ks_cauchy",
-        "excess_kurtosis", "cauchy_iterations", "cauchy_converged",
-    ],
-    meta_fields=["n_points"],
-)
-@dataclasses.dataclass(frozen=True)
+@dataclass(eq=False)
 class GaussianityReport:
     """Per-mode diagnostics; every array has shape ``(m,)``, one entry per mode in ``modes``.
+
+    A pytree: the fourteen arrays are its leaves, ``n_points`` is static.
 
     Attributes:
       modes: 1-based mode numbers k (sorted as given).
       eigenvalues: ``λ_k`` of those modes.
       mean_square: ``(1/N) Σ_i φ_k(x_i)²`` (1 up to round-off: the normalisation check).
-      gauss_mean, gauss_std: Gaussian MLE.
-      cauchy_loc, cauchy_scale: Cauchy MLE.
-      loglik_gauss, loglik_cauchy: mean log-likelihood per point of each fit.
-      ks_gauss, ks_cauchy: KS statistic of the sample against each fitted CDF.
+      gauss_mean: Gaussian MLE mean.
+      gauss_std: Gaussian MLE standard deviation (1/N variance).
+      cauchy_loc: Cauchy MLE location.
+      cauchy_scale: Cauchy MLE scale.
+      loglik_gauss: mean log-likelihood per point of the Gaussian fit.
+      loglik_cauchy: mean log-likelihood per point of the Cauchy fit.
+      ks_gauss: KS statistic of the sample against the fitted Gaussian CDF.
+      ks_cauchy: KS statistic of the sample against the fitted Cauchy CDF.
       excess_kurtosis: ``m4/m2² − 3``.
-      cauchy_iterations, cauchy_converged: solver diagnostics.
+      cauchy_iterations: iterations of the Cauchy solver.
+      cauchy_converged: whether the Cauchy solver reached its tolerance.
       n_points: N, the number of samples per mode (static).
     """
 
@@ -395,7 +403,7 @@ class GaussianityReport:
     excess_kurtosis: np.ndarray
     cauchy_iterations: np.ndarray
     cauchy_converged: np.ndarray
-    n_points: int = 0
+    n_points: int = field(static=True, default=0)
 
     @property
     def loglik_difference(self) -> np.ndarray:
@@ -407,7 +415,7 @@ class GaussianityReport:
         """Per mode, the family with the higher mean log-likelihood (ties go to "gaussian")."""
         return tuple("cauchy" if d > 0 else "gaussian" for d in self.loglik_difference)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready dict (lists and numbers), including ``better`` and the difference."""
         d = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
         d["loglik_difference"] = _plain(self.loglik_difference)
@@ -418,7 +426,8 @@ class GaussianityReport:
         return int(np.size(self.modes))
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: ArrayLike) -> object:
+    """An array as JSON-ready lists and numbers (non-finite floats as None)."""
     a = np.asarray(v)
     if a.dtype == bool:
         return a.tolist()
@@ -429,9 +438,9 @@ def _plain(v: Any) -> Any:
     return [float(x) if math.isfinite(x) else None for x in a.astype(float).tolist()]
 
 
-def _check_spectrum(spec) -> None:
-    from rgjax.spectrum import Spectrum
-
+def _check_spectrum(spec: object) -> Array:
+    """The ``(N, k)`` eigenvectors of ``spec``, after checking that it is a :class:`Spectrum` that
+    holds them, with at least :data:`MIN_POINTS` points."""
     if not isinstance(spec, Spectrum):
         raise TypeError(
             f"`spec` must be an rgjax Spectrum (from_gram(K, y)); got {type(spec).__name__}."
@@ -447,10 +456,12 @@ def _check_spectrum(spec) -> None:
             f"too few points: the pool has N={n}; the Gaussianity diagnostics need at least "
             f"{MIN_POINTS}."
         )
+    return spec.eigenvectors
 
 
-def _check_modes(modes: Any, n_modes: int, name: str = "modes") -> np.ndarray:
-    """1-based mode numbers → int array, or a ValueError naming the valid range."""
+def check_modes(modes: Modes, n_modes: int, name: str = "modes") -> np.ndarray:
+    """1-based mode numbers → int array ``(m,)``, or a ValueError naming ``name`` and the valid
+    range ``[1, n_modes]``."""
     a = np.atleast_1d(np.asarray(modes))
     if a.size == 0:
         raise ValueError(f"`{name}` is empty; pass 1-based mode numbers in [1, {n_modes}].")
@@ -467,41 +478,41 @@ def _check_modes(modes: Any, n_modes: int, name: str = "modes") -> np.ndarray:
     return a
 
 
-def mode_features(spec, modes: Any) -> jax.Array:
+def mode_features(spec: Spectrum, modes: Modes) -> Array:
     """``(N, m)`` feature values ``φ_k(x_i) = √N v_k[i]`` of the 1-based ``modes``."""
-    _check_spectrum(spec)
-    k = _check_modes(modes, spec.n_modes)
-    n = spec.eigenvectors.shape[0]
-    return jnp.sqrt(float(n)) * spec.eigenvectors[:, k - 1]
+    vecs = _check_spectrum(spec)
+    k = check_modes(modes, spec.n_modes)
+    n = vecs.shape[0]
+    return jnp.sqrt(float(n)) * vecs[:, k - 1]
 
 
-def _diagnose(x: jax.Array, modes: np.ndarray, eigenvalues: np.ndarray) -> GaussianityReport:
+def _diagnose(x: Array, modes: np.ndarray, eigenvalues: np.ndarray) -> GaussianityReport:
     """All diagnostics for the columns of ``x`` (N, m), with mode numbers/eigenvalues attached."""
     d = _diagnose_full(x)
     conv = d["cauchy_converged"].astype(bool)
     if not conv.all():
         warn(f"Cauchy MLE did not converge for mode(s) {np.asarray(modes)[~conv][:10].tolist()} "
              f"within {_CAUCHY_MAX_ITER} iterations; the last iterate is reported.")
-    return GaussianityReport(
-        modes=np.asarray(modes, int),
-        eigenvalues=np.asarray(eigenvalues, float),
-        **{k: v for k, v in d.items() if k not in ("cauchy_iterations", "cauchy_converged")},
-        cauchy_iterations=d["cauchy_iterations"].astype(int),
-        cauchy_converged=conv,
-        n_points=int(x.shape[0]),
-    )
+    d |= {"cauchy_iterations": d["cauchy_iterations"].astype(int), "cauchy_converged": conv}
+    return GaussianityReport(modes=np.asarray(modes, int),
+                             eigenvalues=np.asarray(eigenvalues, float), **d,
+                             n_points=int(x.shape[0]))
 
 
-def _subset(report: GaussianityReport, modes: Sequence[int]) -> GaussianityReport:
-    """The entries of ``report`` for ``modes`` (each must be in it), in the order given."""
+def subset(report: GaussianityReport, modes: Sequence[int] | np.ndarray) -> GaussianityReport:
+    """The entries of ``report`` for ``modes`` (each must be in it), in the order given.
+
+    Raises:
+      KeyError: a mode that ``report`` does not hold.
+    """
     pos = {int(k): i for i, k in enumerate(np.asarray(report.modes))}
     idx = np.array([pos[int(k)] for k in modes], int)
-    arrays = {f.name: np.asarray(getattr(report, f.name))[idx]
-              for f in dataclasses.fields(report) if f.name != "n_points"}
+    arrays = {name: np.asarray(getattr(report, name))[idx]
+              for name in data_fields(GaussianityReport)}
     return GaussianityReport(**arrays, n_points=report.n_points)
 
 
-def mode_diagnostics(spec: Spectrum, modes: Any) -> GaussianityReport:
+def mode_diagnostics(spec: Spectrum, modes: Modes) -> GaussianityReport:
     """Gaussian and Cauchy fits, log-likelihoods, KS statistics and kurtosis of feature modes.
 
     Args:
@@ -512,23 +523,31 @@ def mode_diagnostics(spec: Spectrum, modes: Any) -> GaussianityReport:
     Raises:
       TypeError / ValueError: not a Spectrum, no eigenvectors, N < :data:`MIN_POINTS`, or a mode
       number out of range.
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> from rgjax.gaussianity import mode_diagnostics
+      >>> from rgjax.spectrum import from_gram
+      >>> x = np.random.default_rng(0).normal(size=(200, 3))
+      >>> K = jnp.exp(-0.5 * ((x[:, None] - x[None]) ** 2).sum(-1))  # an RBF Gram matrix
+      >>> report = mode_diagnostics(from_gram(K, jnp.asarray(x[:, 0])), [2, 3])
+      >>> report.modes.tolist(), bool(np.allclose(report.mean_square, 1.0)), report.better[0]
+      ([2, 3], True, 'gaussian')
     """
     _check_spectrum(spec)
-    k = _check_modes(modes, spec.n_modes)
+    k = check_modes(modes, spec.n_modes)
     x = mode_features(spec, k)
     return _diagnose(x, k, np.asarray(spec.eigenvalues)[k - 1])
 
 
 def sweep_modes(n_modes: int, n_points: int = 40) -> np.ndarray:
     """About ``n_points`` log-spaced unique 1-based mode numbers from 1 to ``n_modes`` inclusive."""
-    if int(n_points) < 2:
-        raise ValueError(f"`n_points` must be >= 2; got {n_points}.")
-    if int(n_modes) < 1:
-        raise ValueError(f"`n_modes` must be >= 1; got {n_modes}.")
-    return np.unique(np.round(np.geomspace(1, int(n_modes), int(n_points))).astype(int))
+    n_points = check_int(n_points, "n_points", 2, why="a sweep needs both ends")
+    n_modes = check_int(n_modes, "n_modes", 1)
+    return np.unique(np.round(np.geomspace(1, n_modes, n_points)).astype(int))
 
 
-def gaussianity_sweep(spec, n_points: int = 40) -> GaussianityReport:
+def gaussianity_sweep(spec: Spectrum, n_points: int = 40) -> GaussianityReport:
     """:func:`mode_diagnostics` on :func:`sweep_modes` ``(spec.n_modes, n_points)``.
 
     Rounding to integers merges some of the low log-spaced points, so fewer than ``n_points``
@@ -538,7 +557,7 @@ def gaussianity_sweep(spec, n_points: int = 40) -> GaussianityReport:
     return mode_diagnostics(spec, sweep_modes(spec.n_modes, n_points))
 
 
-def crossover(report: GaussianityReport | dict) -> int | None:
+def crossover(report: GaussianityReport | Mapping[str, object]) -> int | None:
     """The mode from which the Cauchy fit stays better than the Gaussian, or None.
 
     Rule: sort the report's modes; with ``d_k = loglik_cauchy − loglik_gauss`` the crossover is the
@@ -547,6 +566,12 @@ def crossover(report: GaussianityReport | dict) -> int | None:
     mode) therefore do not count. None when the highest reported mode is Gaussian-better. The
     resolution is that of the report (log-spaced sweep points). Accepts a report or its
     :meth:`~GaussianityReport.to_dict`.
+
+    Examples:
+      >>> from rgjax.gaussianity import crossover
+      >>> crossover({"modes": [1, 2, 4, 8], "loglik_gauss": [0, 0, 0, 0],
+      ...            "loglik_cauchy": [-1, 0.5, -0.2, 0.3]})  # mode 2 is an isolated win
+      8
     """
     if isinstance(report, GaussianityReport):
         modes, diff = np.asarray(report.modes), report.loglik_difference
@@ -570,13 +595,13 @@ def _merge(a: GaussianityReport, b: GaussianityReport) -> GaussianityReport:
     """Union of two reports on the same pool, sorted by mode (``a`` wins on duplicates)."""
     modes = np.concatenate([np.asarray(a.modes), np.asarray(b.modes)])
     _, first = np.unique(modes, return_index=True)  # sorted unique modes, first occurrence
-    arrays = {f.name: np.concatenate([np.asarray(getattr(a, f.name)),
-                                      np.asarray(getattr(b, f.name))])[first]
-              for f in dataclasses.fields(a) if f.name != "n_points"}
+    arrays = {name: np.concatenate([np.asarray(getattr(a, name)),
+                                    np.asarray(getattr(b, name))])[first]
+              for name in data_fields(GaussianityReport)}
     return GaussianityReport(**arrays, n_points=a.n_points)
 
 
-def refine_sweep(spec, report: GaussianityReport) -> GaussianityReport:
+def refine_sweep(spec: Spectrum, report: GaussianityReport) -> GaussianityReport:
     """Add every mode between the sweep's crossover and the swept mode just below it.
 
     A log-spaced sweep is coarse exactly where the crossover usually is (the top decile of modes).

@@ -1,11 +1,13 @@
-"""Wilsonian RG of the ridge: flow, learnabilities, cutoff κ*(η, T) and effective ridge (THEORY §§3, 3b, 5).
+"""Wilsonian RG of the ridge: flow, learnabilities, cutoff κ*(η, T), effective ridge.
+
+docs/theory.md §§3, 3b, 5.
 
 Integrating out the *greater* modes ``k > κ`` of a Gaussian-feature GP leaves the *lesser* theory
 unchanged except for the ridge, ``σ²(κ) = σ² + t_κ`` with the tail mass ``t_κ = Σ_{k>κ} λ_k``.
 The data set the IR scale: the flow stops at the first mode whose learnability drops below the
 threshold ``T``.
 
-Conventions (THEORY §3):
+Conventions (docs/theory.md §3):
 
 * ``L_k(η) = ηλ_k / (ηλ_k + σ² + t_k)`` (mode ``k`` with every mode beyond it integrated out);
 * ``κ*(η, T) = (smallest k with L_k < T) − 1``, scanning from the top mode down;
@@ -14,9 +16,9 @@ Conventions (THEORY §3):
   :func:`effective_ridge` and :func:`rgjax.theory.mse_rg` return NaN, and :func:`eta_max` gives
   the largest η with a crossing.
 
-With ``dof_correction=True`` (rgjax's extension, THEORY §3b, not in the paper) mode ``k`` sees the
-ridge ``(σ² + t_k) / (1 − (k−1)/η)`` and ``σ²_dof = (σ² + t_{κ*}) / (1 − κ*/η)``; it is defined
-while ``κ* < η``.
+With ``dof_correction=True`` (rgjax's extension, docs/theory.md §3b, not in the paper) mode ``k``
+sees the ridge ``(σ² + t_k) / (1 − (k−1)/η)`` and ``σ²_dof = (σ² + t_{κ*}) / (1 − κ*/η)``; it is
+defined while ``κ* < η``.
 
 Truncated spectra (top ``k`` modes plus the trace, from ``method="topk"`` or ``from_matvec``): the
 RG needs the cutoff ``κ*`` inside the computed modes, i.e. ``η < eta_max(spec)``, and the theories
@@ -31,15 +33,14 @@ values only.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import jax
 import jax.numpy as jnp
-from jax import lax
-
 import numpy as np
+from jax import lax
+from jax.typing import DTypeLike
 
+from rgjax._pytree import dataclass
+from rgjax._typing import Array, ArrayLike
 from rgjax._validate import check_eta, check_sigma2, check_threshold, check_x64, concrete, warn
 from rgjax.spectrum import Spectrum
 
@@ -59,8 +60,7 @@ __all__ = [
 ]
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@dataclass
 class Cutoff:
     """Where the RG flow stops.
 
@@ -71,11 +71,14 @@ class Cutoff:
         rule would collapse to bare EK), or, with the dof correction, where ``κ* ≥ η``.
     """
 
-    kappa: jax.Array
-    applicable: jax.Array
+    kappa: Array
+    applicable: Array
 
 
-def check_inputs(spec: Spectrum, eta: Any, sigma2: Any, threshold: Any | None = None) -> None:
+def check_inputs(
+    spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: ArrayLike | None = None
+) -> None:
+    """Validate the common arguments of the RG and theory functions (concrete values only)."""
     if not isinstance(spec, Spectrum):
         raise TypeError(
             f"`spec` must be an rgjax Spectrum (from rgjax.from_gram or rgjax.from_eigenvalues); "
@@ -88,12 +91,13 @@ def check_inputs(spec: Spectrum, eta: Any, sigma2: Any, threshold: Any | None = 
     check_x64(spec.eigenvalues.dtype, sigma2, spec.trace)
 
 
-def as_eta(eta: Any, dtype: Any) -> jax.Array:
+def as_eta(eta: ArrayLike, dtype: DTypeLike) -> Array:
+    """``eta`` as an array of the spectrum's dtype (the shape every result takes)."""
     return jnp.asarray(eta, dtype=dtype)
 
 
-def tail_masses(spec: Spectrum) -> jax.Array:
-    """``(k,)`` ``t_k = Σ_{j>k} λ_j`` for each held mode ``k`` (1-based), tail beyond ``k`` included.
+def tail_masses(spec: Spectrum) -> Array:
+    """``(k,)`` ``t_k = Σ_{j>k} λ_j`` for each held mode ``k`` (1-based), tail beyond k included.
 
     Summed from the small end (a reversed cumulative sum) so that tiny tails keep full relative
     precision instead of suffering the cancellation of ``trace − Σ_{j≤k} λ_j``.
@@ -103,7 +107,7 @@ def tail_masses(spec: Spectrum) -> jax.Array:
     return jnp.maximum(after, 0.0) + spec.tail_mass
 
 
-def ridge_flow(spec: Spectrum, sigma2: Any) -> jax.Array:
+def ridge_flow(spec: Spectrum, sigma2: ArrayLike) -> Array:
     """The universal flow ``σ²(κ) = σ² + t_κ`` for ``κ = 0, 1, …, k``.
 
     Args:
@@ -121,7 +125,7 @@ def ridge_flow(spec: Spectrum, sigma2: Any) -> jax.Array:
     return jnp.asarray(sigma2) + jnp.concatenate([t0, t])
 
 
-def _mode_ridges(spec: Spectrum, eta: jax.Array, sigma2: Any, dof_correction: bool) -> jax.Array:
+def _mode_ridges(spec: Spectrum, eta: Array, sigma2: ArrayLike, dof_correction: bool) -> Array:
     """``(..., k)`` ridge seen by mode k in the cutoff rule; ``inf`` where the dof rule runs out."""
     base = jnp.asarray(sigma2) + tail_masses(spec)
     if not dof_correction:
@@ -134,12 +138,12 @@ def _mode_ridges(spec: Spectrum, eta: jax.Array, sigma2: Any, dof_correction: bo
 
 
 def learnability(
-    spec: Spectrum, eta: Any, sigma2: Any, *, dof_correction: bool = False
-) -> jax.Array:
+    spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, *, dof_correction: bool = False
+) -> Array:
     """Learnability ``L_k(η)`` of each mode with the renormalized ridge of the modes beyond it.
 
     ``L_k = ηλ_k / (ηλ_k + σ² + t_k)``; with ``dof_correction`` the ridge is
-    ``(σ² + t_k)/(1 − (k−1)/η)`` (THEORY §3b) and ``L_k = 0`` once ``k − 1 ≥ η``.
+    ``(σ² + t_k)/(1 − (k−1)/η)`` (docs/theory.md §3b) and ``L_k = 0`` once ``k − 1 ≥ η``.
 
     Returns:
       ``eta.shape + (k,)``.
@@ -149,7 +153,7 @@ def learnability(
     return _learnability(spec, eta, sigma2, dof_correction)
 
 
-def _learnability(spec: Spectrum, eta: jax.Array, sigma2: Any, dof_correction: bool) -> jax.Array:
+def _learnability(spec: Spectrum, eta: Array, sigma2: ArrayLike, dof_correction: bool) -> Array:
     signal = eta[..., None] * spec.eigenvalues
     ridge = _mode_ridges(spec, eta, sigma2, dof_correction)
     finite = jnp.isfinite(ridge)
@@ -159,34 +163,63 @@ def _learnability(spec: Spectrum, eta: jax.Array, sigma2: Any, dof_correction: b
 
 def cutoff(
     spec: Spectrum,
-    eta: Any,
-    sigma2: Any,
-    threshold: Any = 0.5,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    threshold: ArrayLike = 0.5,
     *,
     dof_correction: bool = False,
 ) -> Cutoff:
     """Hard cutoff ``κ*(η, T)`` = (index of the first mode, from the top, with ``L_k < T``) − 1.
 
+    Args:
+      spec: the spectrum (``k`` held modes).
+      eta: scalar or array of training-set sizes.
+      sigma2: bare ridge ``σ² > 0``.
+      threshold: learnability threshold ``T ∈ (0, 1)``.
+      dof_correction: rgjax's learned-mode correction (docs/theory.md §3b).
+
     Returns:
       A :class:`Cutoff` with arrays of ``eta``'s shape.
+
+    Examples:
+      >>> from rgjax.spectrum import powerlaw
+      >>> from rgjax.rg import cutoff
+      >>> cut = cutoff(powerlaw(1000), [10.0, 100.0, 1e6], 1e-3)
+      >>> cut.kappa.tolist(), cut.applicable.tolist()
+      ([5, 66, 1000], [True, True, False])
     """
     check_inputs(spec, eta, sigma2, threshold)
     eta = as_eta(eta, spec.eigenvalues.dtype)
     return cutoff_traced(spec, eta, sigma2, threshold, dof_correction)
 
 
-def cutoff_traced(spec, eta, sigma2, threshold, dof_correction) -> Cutoff:
-    kappa, applicable = _hard_cutoff(spec, eta, sigma2, threshold, dof_correction)
-    return Cutoff(kappa=kappa, applicable=applicable)
+def cutoff_traced(
+    spec: Spectrum, eta: Array, sigma2: ArrayLike, threshold: ArrayLike, dof_correction: bool
+) -> Cutoff:
+    """:func:`cutoff` without input checks (traceable; ``eta`` already an array).
+
+    ``L_k(η) < T`` iff ``η < η_k`` (:func:`_crossing_sizes`). The first mode below ``T`` is the
+    first ``k`` whose running maximum ``max_{j≤k} η_j`` exceeds ``η``, and that 0-based index,
+    ``κ*``, is the number of running maxima ``≤ η``: a binary search per ``η``.
+    """
+    eta_k = _crossing_sizes(spec, sigma2, threshold, dof_correction)
+    # κ* is integer-valued: no derivative flows through the search (σ²_eff's derivative is t_κ*'s)
+    crossing = lax.stop_gradient(lax.cummax(eta_k))
+    kept = jnp.searchsorted(crossing, lax.stop_gradient(eta), side="right")
+    applicable = kept < spec.n_modes
+    if dof_correction:
+        applicable = applicable & (kept < eta)
+    return Cutoff(kappa=kept, applicable=applicable)
 
 
-def _hard_cutoff(spec, eta, sigma2, threshold, dof_correction):
-    """``(κ*, applicable)`` of :func:`rgjax.rg.cutoff`, from the per-mode crossing sizes.
+def _crossing_sizes(
+    spec: Spectrum, sigma2: ArrayLike, threshold: ArrayLike, dof_correction: bool
+) -> Array:
+    """``(k,)`` crossing sizes ``η_k``: mode ``k`` has ``L_k(η) < T`` exactly for ``η < η_k``.
 
-    ``L_k(η) < T`` iff ``η < η_k = T(σ² + t_k)/((1 − T)λ_k)`` (``η < k − 1 + η_k`` with the dof
-    correction, where ``L_k = 0`` once ``k − 1 ≥ η``; ``η_k = ∞`` when ``λ_k = 0``). The first mode
-    below ``T`` is the first ``k`` whose running maximum ``max_{j≤k} η_j`` exceeds ``η``, and that
-    0-based index, ``κ*``, is the number of running maxima ``≤ η``: a binary search per ``η``.
+    ``η_k = T(σ² + t_k)/((1 − T)λ_k)`` since each ``L_k`` grows with η; with the dof correction
+    ``L_k = 0`` once ``k − 1 ≥ η``, so the condition reads ``η < k − 1 + η_k``. ``η_k = ∞``
+    where ``λ_k = 0``. Shared by :func:`cutoff` and :func:`eta_max`.
     """
     lam = spec.eigenvalues
     dtype = lam.dtype
@@ -196,18 +229,13 @@ def _hard_cutoff(spec, eta, sigma2, threshold, dof_correction):
     eta_k = jnp.where(pos, (thr / (1.0 - thr)) * base / jnp.where(pos, lam, 1.0), jnp.inf)
     if dof_correction:
         eta_k = eta_k + jnp.arange(spec.n_modes, dtype=dtype)
-    # κ* is integer-valued: no derivative flows through the search (σ²_eff's derivative is t_κ*'s)
-    crossing = lax.stop_gradient(lax.cummax(eta_k))
-    kept = jnp.searchsorted(crossing, lax.stop_gradient(eta), side="right")
-    applicable = kept < spec.n_modes
-    if dof_correction:
-        applicable = applicable & (kept < eta)
-    return kept, applicable
+    return eta_k
 
 
 def _soft_integrated_out(
-    spec: Spectrum, eta: jax.Array, sigma2: Any, threshold: Any, temperature: Any, dof_correction: bool
-) -> jax.Array:
+    spec: Spectrum, eta: Array, sigma2: ArrayLike, threshold: ArrayLike, temperature: ArrayLike,
+    dof_correction: bool,
+) -> Array:
     """``(..., k)`` smooth indicator that mode k lies beyond the cutoff.
 
     Hard rule: mode k is integrated out iff some mode ``j ≤ k`` has ``L_j < T``. Smooth rule:
@@ -222,37 +250,55 @@ def _soft_integrated_out(
 
 def effective_ridge(
     spec: Spectrum,
-    eta: Any,
-    sigma2: Any,
-    threshold: Any = 0.5,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    threshold: ArrayLike = 0.5,
     *,
     dof_correction: bool = False,
-    temperature: Any | None = None,
-) -> jax.Array:
-    """Effective ridge ``σ²_eff(η) = σ² + t_{κ*}`` where the RG flow stops (THEORY §3).
+    temperature: ArrayLike | None = None,
+) -> Array:
+    """Effective ridge ``σ²_eff(η) = σ² + t_{κ*}`` where the RG flow stops (docs/theory.md §3).
 
     Args:
       spec: the spectrum.
       eta: scalar or array of training-set sizes.
       sigma2: bare ridge ``σ² > 0``.
       threshold: learnability threshold ``T ∈ (0, 1)``.
-      dof_correction: rgjax's learned-mode correction (THEORY §3b, not in the paper): returns
-        ``σ²_dof = (σ² + t_{κ*}) / (1 − κ*/η)``.
+      dof_correction: rgjax's learned-mode correction (docs/theory.md §3b, not in the paper):
+        returns ``σ²_dof = (σ² + t_{κ*}) / (1 − κ*/η)``.
       temperature: if given, the smooth cutoff (see :func:`_soft_integrated_out`) with this ``τ``;
         it is defined for every η (no not-applicable range) and differentiable in ``T``. With
         ``dof_correction`` the soft count of kept modes ``Σ_k (1 − u_k)`` replaces ``κ*``.
 
     Returns:
       ``eta``'s shape; NaN where the hard rule is not applicable (see :func:`cutoff`).
+
+    Examples:
+      >>> from rgjax.spectrum import powerlaw
+      >>> from rgjax.rg import effective_ridge
+      >>> ridge = effective_ridge(powerlaw(1000), [10.0, 100.0, 1e6], 1e-3)
+      >>> [f"{float(r):.4f}" for r in ridge]
+      ['0.3104', '0.0724', 'nan']
     """
     check_inputs(spec, eta, sigma2, threshold)
     eta = as_eta(eta, spec.eigenvalues.dtype)
-    ridge, _, applicable = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, temperature)
+    ridge, _, applicable = effective_ridge_traced(
+        spec, eta, sigma2, threshold, dof_correction, temperature
+    )
     return jnp.where(applicable, ridge, jnp.nan)
 
 
-def effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, temperature):
+def effective_ridge_traced(
+    spec: Spectrum,
+    eta: Array,
+    sigma2: ArrayLike,
+    threshold: ArrayLike,
+    dof_correction: bool,
+    temperature: ArrayLike | None,
+) -> tuple[Array, Array, Array]:
     """Return (σ²_eff or σ²_dof, dof factor 1/(1 − κ*/η) (1 if no correction), applicable).
+
+    :func:`effective_ridge` without input checks or NaN masking (traceable; ``eta`` an array).
 
     The ridge is finite everywhere (callers put NaN where ``applicable`` is False *after* their own
     arithmetic, so that gradients of the discarded entries stay finite).
@@ -284,31 +330,28 @@ def effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, tempera
 
 
 def eta_max(
-    spec: Spectrum, sigma2: Any, threshold: Any = 0.5, *, dof_correction: bool = False
-) -> jax.Array:
+    spec: Spectrum, sigma2: ArrayLike, threshold: ArrayLike = 0.5, *, dof_correction: bool = False
+) -> Array:
     """Largest η at which some held mode still falls below ``T`` (the RG's range of validity).
 
-    ``L_k(η) < T`` iff ``η < η_k = T (σ² + t_k) / ((1 − T) λ_k)`` (each ``L_k`` grows with η), so the
-    hard rule applies exactly for ``η < max_k η_k``. With ``dof_correction`` the condition reads
-    ``η < k − 1 + η_k``. ``inf`` when a held mode has ``λ_k = 0``. For a truncated spectrum this is
-    a lower bound (modes beyond the held ones are not examined).
+    ``L_k(η) < T`` iff ``η < η_k = T (σ² + t_k) / ((1 − T) λ_k)`` (each ``L_k`` grows with η), so
+    the hard rule applies exactly for ``η < max_k η_k``. With ``dof_correction`` the condition
+    reads ``η < k − 1 + η_k``. ``inf`` when a held mode has ``λ_k = 0``. For a truncated spectrum
+    this is a lower bound (modes beyond the held ones are not examined).
+
+    Returns:
+      ``()`` the largest crossing size ``max_k η_k``.
     """
     check_sigma2(sigma2)
     check_threshold(threshold)
-    lam = spec.eigenvalues
-    base = jnp.asarray(sigma2) + tail_masses(spec)
-    ratio = threshold / (1.0 - threshold)
-    eta_k = jnp.where(lam > 0, ratio * base / jnp.where(lam > 0, lam, 1.0), jnp.inf)
-    if dof_correction:
-        eta_k = eta_k + jnp.arange(spec.n_modes, dtype=lam.dtype)
-    return jnp.max(eta_k)
+    return jnp.max(_crossing_sizes(spec, sigma2, threshold, dof_correction))
 
 
-def input_dependent_ridge(spec: Spectrum, sigma2: Any, kappa: Any) -> jax.Array:
-    """Input-dependent ridge ``σ²_κ(x_i) = σ² + Σ_{k>κ} λ_k φ_k(x_i)²`` on the pool (THEORY §5).
+def input_dependent_ridge(spec: Spectrum, sigma2: ArrayLike, kappa: ArrayLike) -> Array:
+    """Input-dependent ridge ``σ²_κ(x_i) = σ² + Σ_{k>κ} λ_k φ_k(x_i)²`` on the pool.
 
     On the pool this is ``σ² + K_ii − Σ_{k≤κ} w_k v_k[i]²``, the diagonal of the integrated-out
-    kernel; its mean over the pool is the Gaussian result ``σ² + t_κ``.
+    kernel; its mean over the pool is the Gaussian result ``σ² + t_κ`` (docs/theory.md §5).
 
     Args:
       spec: a spectrum with eigenvectors (from :func:`rgjax.from_gram`).
@@ -324,7 +367,9 @@ def input_dependent_ridge(spec: Spectrum, sigma2: Any, kappa: Any) -> jax.Array:
     kap = jnp.asarray(kappa)
     kap_np = concrete(kap)
     if kap_np is not None and (
-        kap_np.dtype.kind not in "iu" or kap_np.min(initial=0) < 0 or kap_np.max(initial=0) > spec.n_modes
+        kap_np.dtype.kind not in "iu"
+        or kap_np.min(initial=0) < 0
+        or kap_np.max(initial=0) > spec.n_modes
     ):
         raise ValueError(f"`kappa` must be integers in [0, {spec.n_modes}]; got {kap_np!r}.")
     # λ_k φ_k(x_i)² = w_k v_k[i]²: per-mode contribution to the diagonal, shape (N, k).
@@ -362,13 +407,13 @@ def _check_theory(theory: str) -> None:
 
 def truncation_error_bound(
     spec: Spectrum,
-    eta: Any,
-    sigma2: Any,
-    threshold: Any = 0.5,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    threshold: ArrayLike = 0.5,
     *,
     theory: str = "rg",
     dof_correction: bool = False,
-) -> jax.Array:
+) -> Array:
     """Bound on the error of a learning curve from a truncated spectrum (top ``k`` modes + trace).
 
     The EK-type curves ``MSE = c Σ_j g(λ_j) y_j²`` with ``g(λ) = (r/(r + ηλ))²`` — :func:`mse_ek`
@@ -392,7 +437,7 @@ def truncation_error_bound(
       eta: training-set sizes, as in :func:`rgjax.theory.mse_rg`.
       sigma2: bare ridge.
       threshold: learnability threshold T.
-      dof_correction: rgjax's learned-mode correction (THEORY §3b).
+      dof_correction: rgjax's learned-mode correction (docs/theory.md §3b).
       theory: ``"rg"`` or ``"ek"``. (The spectral-bias κ also shifts when tail modes are partly
         learned; no bound is given for it. Its error is of the same order, ``ηλ_k/κ``.)
 
@@ -406,28 +451,32 @@ def truncation_error_bound(
         ridge, factor = jnp.broadcast_to(jnp.asarray(sigma2, eta.dtype), eta.shape), 1.0
         applicable = jnp.ones(eta.shape, bool)
     else:
-        ridge, factor, applicable = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, None)
+        ridge, factor, applicable = effective_ridge_traced(
+            spec, eta, sigma2, threshold, dof_correction, None
+        )
         applicable = applicable & _cutoff_inside(spec, eta, sigma2, threshold, dof_correction)
     x = eta * spec.eigenvalues[-1] / ridge
     bound = factor * jnp.minimum(1.0, 2.0 * x) * spec.residual_power
     return jnp.where(applicable, bound, jnp.nan)
 
 
-def _cutoff_inside(spec, eta, sigma2, threshold, dof_correction) -> jax.Array:
+def _cutoff_inside(
+    spec: Spectrum, eta: Array, sigma2: ArrayLike, threshold: ArrayLike, dof_correction: bool
+) -> Array:
     """True where some held mode falls below ``T``, i.e. ``κ*`` lies inside the held modes."""
     return cutoff_traced(spec, eta, sigma2, threshold, dof_correction).kappa < spec.n_modes
 
 
 def truncation_valid(
     spec: Spectrum,
-    eta: Any,
-    sigma2: Any,
-    threshold: Any = 0.5,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    threshold: ArrayLike = 0.5,
     rtol: float | None = None,
     *,
     theory: str = "rg",
     dof_correction: bool = False,
-) -> jax.Array:
+) -> Array:
     """Where a truncated spectrum's learning curve can be trusted (bool, ``eta``'s shape).
 
     ``theory="rg"``: the cutoff ``κ*(η, T)`` must lie inside the ``k`` held modes — exactly
@@ -437,7 +486,7 @@ def truncation_valid(
     ``theory="ek"``: only the ``rtol`` condition (``rtol`` required).
 
     A full (untruncated) spectrum is valid everywhere: whether the RG applies at all in a finite
-    pool is :func:`cutoff`'s ``applicable`` (THEORY §3), not a question of truncation.
+    pool is :func:`cutoff`'s ``applicable`` (docs/theory.md §3), not a question of truncation.
     """
     check_inputs(spec, eta, sigma2, threshold)
     _check_theory(theory)
@@ -460,12 +509,21 @@ def truncation_valid(
     return ok
 
 
-def _ek_type_curve(spec, eta, sigma2, threshold, theory, dof_correction) -> jax.Array:
+def _ek_type_curve(
+    spec: Spectrum,
+    eta: Array,
+    sigma2: ArrayLike,
+    threshold: ArrayLike,
+    theory: str,
+    dof_correction: bool,
+) -> Array:
     """The truncated spectrum's own MSE for ``theory`` (no NaN masking)."""
     if theory == "ek":
         ridge, factor = jnp.asarray(sigma2, eta.dtype), 1.0
     else:
-        ridge, factor, _ = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, None)
+        ridge, factor, _ = effective_ridge_traced(
+            spec, eta, sigma2, threshold, dof_correction, None
+        )
     r = jnp.asarray(ridge)[..., None]
     g = (r / (r + eta[..., None] * spec.eigenvalues)) ** 2
     return factor * (jnp.sum(g * spec.target_coefficients**2, axis=-1) + spec.residual_power)
@@ -473,9 +531,9 @@ def _ek_type_curve(spec, eta, sigma2, threshold, theory, dof_correction) -> jax.
 
 def truncation_message(
     spec: Spectrum,
-    eta: Any,
-    sigma2: Any,
-    threshold: Any = 0.5,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    threshold: ArrayLike = 0.5,
     rtol: float | None = None,
     *,
     theory: str = "rg",
@@ -528,14 +586,14 @@ def truncation_message(
 
 def check_truncation(
     spec: Spectrum,
-    eta: Any,
-    sigma2: Any,
-    threshold: Any = 0.5,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    threshold: ArrayLike = 0.5,
     rtol: float | None = None,
     *,
     theory: str = "rg",
     dof_correction: bool = False,
-) -> jax.Array:
+) -> Array:
     """:func:`truncation_valid`, and an :class:`~rgjax.RgjaxWarning` with
     :func:`truncation_message` when some ``η`` is not valid."""
     msg = truncation_message(

@@ -1,4 +1,4 @@
-"""The kernel spectrum on the data measure (THEORY §1).
+"""The kernel spectrum on the data measure (docs/theory.md §1).
 
 A pool of N inputs with targets y defines the uniform measure μ on the pool. For the Gram matrix
 ``K = Σ_k w_k v_k v_kᵀ`` (eigenvalues descending) rgjax fixes the normalisation
@@ -25,14 +25,23 @@ Three ways to get one from a pool (DESIGN "Scale"):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
-from rgjax._validate import as_float_array, concrete, warn
-from rgjax.eigensolve import DEFAULT_TOL, SolverReport, as_auto_sharded, topk_eigh
+from rgjax._pytree import dataclass, field
+from rgjax._typing import Array, ArrayLike, KeyLike
+from rgjax._validate import as_float_array, check_int, concrete, warn
+from rgjax.eigensolve import (
+    DEFAULT_TOL,
+    SolverOptions,
+    SolverReport,
+    as_auto_sharded,
+    topk_eigh,
+)
 
 __all__ = [
     "Spectrum",
@@ -49,8 +58,7 @@ __all__ = [
 _CLIP_WARN_FRACTION = 1e-8
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@dataclass
 class Spectrum:
     """Eigen-decomposition of a kernel on a pool, in rgjax's normalisation.
 
@@ -61,7 +69,7 @@ class Spectrum:
       target_power: ``()`` ``mean(y²) = Σ_k y_k²`` over all N modes.
       eigenvectors: ``(N, k)`` unit eigenvectors ``v_k`` of the Gram matrix, or ``None``.
       kernel_diagonal: ``(N,)`` ``K_ii``, or ``None``; needed for the input-dependent ridge of a
-        truncated spectrum (THEORY §5).
+        truncated spectrum (docs/theory.md §5).
       clipped_mass: ``()`` total ``|λ|`` of negative round-off eigenvalues that were set to 0.
       n_pool: pool size N (static).
       solver: the top-k solver's :class:`~rgjax.eigensolve.SolverReport` (residuals, cycles,
@@ -69,14 +77,14 @@ class Spectrum:
         ``None`` for dense and synthetic spectra.
     """
 
-    eigenvalues: jax.Array
-    target_coefficients: jax.Array
-    trace: jax.Array
-    target_power: jax.Array
-    eigenvectors: jax.Array | None = None
-    kernel_diagonal: jax.Array | None = None
-    clipped_mass: jax.Array | float = 0.0
-    n_pool: int = dataclasses.field(default=0, metadata=dict(static=True))
+    eigenvalues: Array
+    target_coefficients: Array
+    trace: Array
+    target_power: Array
+    eigenvectors: Array | None = None
+    kernel_diagonal: Array | None = None
+    clipped_mass: Array | float = 0.0
+    n_pool: int = field(static=True, default=0)
     solver: SolverReport | None = None
 
     @property
@@ -90,7 +98,7 @@ class Spectrum:
         return self.n_modes < self.n_pool
 
     @property
-    def tail_mass(self) -> jax.Array:
+    def tail_mass(self) -> Array:
         """``Σ_{k > n_modes} λ_k``: eigenvalue mass beyond the held modes (exactly 0 when full)."""
         if not self.is_truncated:
             # trace − Σλ would only add round-off of size 1e-16·trace to every tail.
@@ -98,14 +106,14 @@ class Spectrum:
         return jnp.maximum(self.trace - jnp.sum(self.eigenvalues), 0.0)
 
     @property
-    def residual_power(self) -> jax.Array:
-        """``Σ_{k > n_modes} y_k²``: target power beyond the held modes (exactly 0 when full)."""
+    def residual_power(self) -> Array:
+        """``Σ_{k > n_modes} y_k²``: target power beyond the held modes (0 when full)."""
         if not self.is_truncated:
             return jnp.zeros((), self.eigenvalues.dtype)
         return jnp.maximum(self.target_power - jnp.sum(self.target_coefficients**2), 0.0)
 
-    def features(self) -> jax.Array:
-        """``(N, k)`` feature values ``φ_k(x_i) = √N v_k[i]`` (orthonormal under the pool measure)."""
+    def features(self) -> Array:
+        """``(N, k)`` features ``φ_k(x_i) = √N v_k[i]`` (orthonormal under the pool measure)."""
         if self.eigenvectors is None:
             raise ValueError(
                 "this Spectrum holds no eigenvectors (built by from_eigenvalues); "
@@ -113,10 +121,9 @@ class Spectrum:
             )
         return jnp.sqrt(float(self.n_pool)) * self.eigenvectors
 
-    def truncate(self, k: int) -> "Spectrum":
+    def truncate(self, k: int) -> Spectrum:
         """Keep the top ``k`` modes; trace and target power still describe the whole pool."""
-        if not 1 <= k <= self.n_modes:
-            raise ValueError(f"`k` must lie in [1, {self.n_modes}]; got {k}.")
+        k = check_int(k, "k", 1, self.n_modes, "the number of modes held")
         vecs = None if self.eigenvectors is None else self.eigenvectors[:, :k]
         solver = self.solver
         if solver is not None:
@@ -142,30 +149,30 @@ class Spectrum:
         )
 
 
-def _as_gram(K: Any, y: Any) -> tuple[jax.Array, jax.Array]:
+def _as_gram(K: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
     """``K`` and ``y`` as floating jax arrays of shapes (N, N) and (N,), or a ValueError."""
-    K = as_auto_sharded(K) if isinstance(K, jax.Array) else jnp.asarray(K)
-    if not jnp.issubdtype(K.dtype, jnp.floating):
-        K = K.astype(jnp.result_type(float))
-    y = as_float_array(y, "y")
-    if K.ndim != 2 or K.shape[0] != K.shape[1]:
-        raise ValueError(f"`K` must be a square (N, N) Gram matrix; got shape {K.shape}.")
-    if y.ndim != 1 or y.shape[0] != K.shape[0]:
+    gram = as_auto_sharded(K) if isinstance(K, jax.Array) else jnp.asarray(K)
+    if not jnp.issubdtype(gram.dtype, jnp.floating):
+        gram = gram.astype(jnp.result_type(float))
+    target = as_float_array(y, "y")
+    if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
+        raise ValueError(f"`K` must be a square (N, N) Gram matrix; got shape {gram.shape}.")
+    if target.ndim != 1 or target.shape[0] != gram.shape[0]:
         raise ValueError(
-            f"`y` must have shape (N,) = ({K.shape[0]},) to match K; got {y.shape}. "
+            f"`y` must have shape (N,) = ({gram.shape[0]},) to match K; got {target.shape}. "
             "For multi-output targets call from_gram once per output."
         )
-    return K, y
+    return gram, target
 
 
-def _check_gram_values(K: jax.Array, exact_symmetry: bool) -> None:
+def _check_gram_values(K: Array, exact_symmetry: bool) -> None:
     """No NaN/Inf and symmetric to round-off (concrete K only).
 
     ``exact_symmetry=False`` checks symmetry with random probes, ``‖(K − Kᵀ)z‖_∞`` for four
     Gaussian ``z``, which reads K twice in its own layout instead of once transposed (the
     transposed read costs as much as the whole top-k solve at N ≈ 10⁴).
     """
-    if not isinstance(K, jax.core.Tracer):
+    if not isinstance(K, Tracer):
         stats = _gram_stats(K) if exact_symmetry else _gram_stats_probe(K)
         bad, asym, scale = (float(a) for a in stats)
         if bad:
@@ -185,7 +192,7 @@ def _check_gram_values(K: jax.Array, exact_symmetry: bool) -> None:
 
 
 @jax.jit
-def _gram_stats(K: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _gram_stats(K: Array) -> tuple[Array, Array, Array]:
     """(number of non-finite entries, max |K − Kᵀ|, max |K|), computed where K lives."""
     finite = jnp.isfinite(K)
     Kf = jnp.where(finite, K, 0.0)
@@ -193,7 +200,7 @@ def _gram_stats(K: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 @jax.jit
-def _gram_stats_probe(K: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _gram_stats_probe(K: Array) -> tuple[Array, Array, Array]:
     """As :func:`_gram_stats`, with the asymmetry estimated as ``‖(K − Kᵀ)z‖_∞ / 10``.
 
     For Gaussian ``z`` the entries of ``(K − Kᵀ)z`` are of the size of the row norms of
@@ -226,7 +233,7 @@ def dense_eigh_fits(nbytes: int, platform: str) -> bool:
     return not (gpu and nbytes > GPU_DENSE_EIGH_MAX_BYTES)
 
 
-def _platform_of(K: jax.Array) -> str:
+def _platform_of(K: Array) -> str:
     """Platform of the device(s) holding ``K`` (the default backend for tracers)."""
     try:
         return next(iter(K.devices())).platform
@@ -234,23 +241,19 @@ def _platform_of(K: jax.Array) -> str:
         return jax.default_backend()
 
 
-def _check_k(k: Any, n: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-        raise ValueError(
-            f"`k` must lie in [1, N={n}] (the number of modes, an integer); got {k!r}."
-        )
-    return int(k)
+def _check_k(k: int, n: int) -> int:
+    return check_int(k, "k", 1, n, f"the number of modes, at most the pool size N={n}")
 
 
 def from_gram(
-    K: Any,
-    y: Any,
+    K: ArrayLike,
+    y: ArrayLike,
     k: int | None = None,
     *,
     method: str = "dense",
-    key: Any = 0,
+    key: KeyLike = 0,
     tol: float = DEFAULT_TOL,
-    solver_options: dict | None = None,
+    solver_options: SolverOptions | None = None,
 ) -> Spectrum:
     """Diagonalise a Gram matrix on the pool measure.
 
@@ -324,15 +327,15 @@ def from_gram(
 
 
 def from_matvec(
-    matvec: Any,
-    y: Any,
+    matvec: Callable[[Array], Array],
+    y: ArrayLike,
     k: int,
     *,
-    diagonal: Any | None = None,
-    trace: Any | None = None,
-    key: Any = 0,
+    diagonal: ArrayLike | None = None,
+    trace: ArrayLike | None = None,
+    key: KeyLike = 0,
     tol: float = DEFAULT_TOL,
-    solver_options: dict | None = None,
+    solver_options: SolverOptions | None = None,
 ) -> Spectrum:
     """Top-``k`` spectrum from a matrix-free Gram product, without storing the ``(N, N)`` matrix.
 
@@ -345,7 +348,7 @@ def from_matvec(
       y: ``(N,)`` targets (they fix N).
       k: number of modes, ``1 ≤ k ≤ N``.
       diagonal: ``(N,)`` kernel diagonal ``K(x_i, x_i)``: gives the trace (its mean) and is kept
-        as ``kernel_diagonal`` for the input-dependent ridge of THEORY §5.
+        as ``kernel_diagonal`` for the input-dependent ridge of docs/theory.md §5.
       trace: instead of ``diagonal``: ``Σ_k λ_k = tr(K)/N``, the *mean* kernel diagonal (not
         ``tr(K)``). Pass at most one of ``diagonal`` and ``trace``; with neither, ``matvec`` must
         have a ``diagonal()`` method (as :class:`rgjax.kernels.GramOperator` has).
@@ -377,8 +380,10 @@ def from_matvec(
             "`matvec` must be a callable V -> K @ V on (N, b) blocks; for a stored matrix use "
             f"from_gram(K, y, k, method='topk'). Got {type(matvec).__name__}."
         )
-    if diagonal is None and trace is None and callable(getattr(matvec, "diagonal", None)):
-        diagonal = matvec.diagonal()
+    # A matvec object with a diagonal() method (rgjax.kernels.GramOperator) gives the trace itself.
+    diagonal_of: Callable[[], ArrayLike] | None = getattr(matvec, "diagonal", None)
+    if diagonal is None and trace is None and callable(diagonal_of):
+        diagonal = diagonal_of()
     if (diagonal is None) == (trace is None):
         raise ValueError(
             "pass exactly one of `diagonal` (the (N,) kernel diagonal K(x_i, x_i)) or `trace` "
@@ -433,7 +438,7 @@ _DEGENERATE_RTOL = 1e-12
 
 
 @jax.custom_jvp
-def _eigh_descending(K: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _eigh_descending(K: Array) -> tuple[Array, Array]:
     w, v = jnp.linalg.eigh(K)
     return w[::-1], v[:, ::-1]
 
@@ -459,22 +464,31 @@ _dense_eigh = jax.jit(_eigh_descending)
 
 
 def _assemble(
-    w: jax.Array,
-    v: jax.Array,
-    y: jax.Array,
+    w: Array,
+    v: Array,
+    y: Array,
     n: int,
     *,
-    diag: jax.Array | None,
-    trace: Any | None = None,
+    diag: Array | None,
+    trace: ArrayLike | None = None,
     solver: SolverReport | None = None,
 ) -> Spectrum:
-    """Spectrum in rgjax's normalisation from Gram eigenpairs ``w`` (k,), ``v`` (N, k)."""
+    """Spectrum in rgjax's normalisation from Gram eigenpairs ``w`` (k,), ``v`` (N, k).
+
+    The trace is ``trace`` when given, else the mean of the kernel diagonal ``diag`` (N,).
+    """
     lam = w / n
     clipped = jnp.sum(jnp.where(lam < 0, -lam, 0.0))
+    if trace is not None:
+        total = jnp.asarray(trace, lam.dtype)
+    elif diag is not None:
+        total = jnp.mean(diag)
+    else:
+        raise ValueError("the spectrum needs the kernel diagonal or the trace for its tail mass.")
     return Spectrum(
         eigenvalues=jnp.maximum(lam, 0.0),
         target_coefficients=v.T @ y / jnp.sqrt(float(n)),
-        trace=jnp.mean(diag) if trace is None else jnp.asarray(trace, lam.dtype),
+        trace=total,
         target_power=jnp.mean(y**2),
         eigenvectors=v,
         kernel_diagonal=diag,
@@ -497,11 +511,11 @@ def _report_clipping(spec: Spectrum) -> None:
 
 
 def from_eigenvalues(
-    eigenvalues: Any,
-    target_coefficients: Any,
+    eigenvalues: ArrayLike,
+    target_coefficients: ArrayLike,
     *,
-    trace: Any | None = None,
-    target_power: Any | None = None,
+    trace: ArrayLike | None = None,
+    target_power: ArrayLike | None = None,
     n_pool: int | None = None,
 ) -> Spectrum:
     """Build a spectrum directly from ``λ_k`` and ``y_k`` (synthetic or population spectra).
@@ -543,12 +557,12 @@ def from_eigenvalues(
 def powerlaw(
     n_modes: int, alpha: float = 0.5, beta: float | None = None, *, normalize: bool = True
 ) -> Spectrum:
-    """A power-law population spectrum: ``λ_k ∝ k^{-(1+α)}``, ``y_k² ∝ k^{-(1+β)}`` (β defaults to α).
+    """A power-law population spectrum: ``λ_k ∝ k^{-(1+α)}``, ``y_k² ∝ k^{-(1+β)}``.
 
-    With ``normalize`` both ``Σ λ_k`` and ``Σ y_k²`` equal 1. Useful for demos and tests.
+    ``beta`` defaults to ``alpha``. With ``normalize`` both ``Σ λ_k`` and ``Σ y_k²`` equal 1.
+    Useful for demos and tests.
     """
-    if n_modes < 1:
-        raise ValueError(f"`n_modes` must be >= 1; got {n_modes}.")
+    n_modes = check_int(n_modes, "n_modes", 1)
     beta = alpha if beta is None else beta
     k = jnp.arange(1, n_modes + 1, dtype=jnp.result_type(float))
     lam = k ** (-(1.0 + alpha))

@@ -1,16 +1,23 @@
-"""Learning-curve predictions: EK, the paper's RG, rgjax's corrected RG, spectral bias (THEORY §§2–4).
+"""Learning-curve predictions: EK, the paper's RG, rgjax's corrected RG, spectral bias
+(docs/theory.md §§2–4).
 
-All functions take a :class:`~rgjax.spectrum.Spectrum`, a scalar or array ``eta`` (training-set
+The spectrum forms take a :class:`~rgjax.spectrum.Spectrum`, a scalar or array ``eta`` (training-set
 sizes) and the bare ridge ``sigma2``; they return arrays of ``eta``'s shape, are jit-able and
 differentiable. Modes beyond a truncated spectrum enter through its ``trace`` and ``target_power``
 and are treated as unlearnable (``ηλ_k ≪`` ridge), which is exact in the regime the RG describes.
 
 * :func:`mse_ek` — equivalent-kernel limit, bare ridge: ``Σ_k (σ²/(σ² + ηλ_k))² y_k²``.
 * :func:`mse_rg` — EK with the renormalized ridge ``σ²_eff(η)`` (the paper's RG, Fig. 1);
-  ``dof_correction=True`` gives rgjax's learned-mode correction (THEORY §3b, not in the paper).
+  ``dof_correction=True`` gives rgjax's learned-mode correction (docs/theory.md §3b, not in the
+  paper).
 * :func:`mse_spectral_bias` — Canatar–Bordelon–Pehlevan ``E_g`` (= eigenlearning, Simon et al.).
 * :func:`kappa`, :func:`eigenlearning` — the self-consistent ridge ``κ`` and the eigenlearning
   quantities (learnabilities, ``E_0``).
+* :func:`mse_rg_resolvent`, :func:`mse_spectral_bias_resolvent`, :func:`mse_from_gram` — the same
+  values from a Gram matrix ``K`` and targets ``y`` without eigenvectors (docs/theory.md §4,
+  resolvent forms), whose gradients with respect to ``K`` are exact on every spectrum: the
+  ``y``-dependent term is a Cholesky solve, everything else a symmetric function of the
+  eigenvalues. :mod:`rgjax.optimize` differentiates through them.
 
 How the work is organised (each theory costs a few passes over the ``(η × modes)`` array, and
 the passes are what is worth counting; see :func:`_mode_sums` for how a pass is laid out):
@@ -36,7 +43,7 @@ the passes are what is worth counting; see :func:`_mode_sums` for how a pass is 
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -44,9 +51,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from rgjax._validate import check_finite
+from rgjax._pytree import dataclass
+from rgjax._typing import Array, ArrayLike
+from rgjax._validate import check_eta, check_finite, check_sigma2, check_threshold, concrete
 from rgjax.rg import as_eta, check_inputs, effective_ridge_traced
-from rgjax.spectrum import Spectrum
+from rgjax.spectrum import Spectrum, from_gram
 
 __all__ = [
     "Eigenlearning",
@@ -55,6 +64,11 @@ __all__ = [
     "mse_spectral_bias",
     "kappa",
     "eigenlearning",
+    "OBJECTIVES",
+    "PATHS",
+    "mse_rg_resolvent",
+    "mse_spectral_bias_resolvent",
+    "mse_from_gram",
 ]
 
 _MAX_ITER = 200
@@ -63,7 +77,7 @@ _GRID = 64  # nodes of the initial-guess grid in log s
 _GRID_MIN_ETA = 32  # below this many η the grid costs more than the iterations it saves
 
 
-def mse_ek(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
+def mse_ek(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike) -> Array:
     """Equivalent-kernel learning curve with the bare ridge: ``Σ_k (σ²/(σ² + ηλ_k))² y_k²``.
 
     Returns:
@@ -79,10 +93,12 @@ def mse_ek(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 
 _LANES = 12  # modes per partial sum; see _mode_sums
+#: ``terms(per_eta, per_mode)`` of :func:`_mode_sums`: the summands, one array per sum.
+_Terms = Callable[[list[Array], list[Array]], list[Array]]
 _BIG = 1e150  # cap on 1 + λ/ρ in the paired EK pass (keeps the product of two finite)
 
 
-def _mode_sums(terms, per_eta, per_mode):
+def _mode_sums(terms: _Terms, per_eta: Sequence[Array], per_mode: Sequence[Array]) -> list[Array]:
     """``[Σ_k t(η, k) for t in terms(...)]`` for every η of the 1-D ``per_eta`` arrays: one pass.
 
     ``terms(e, m)`` gets the per-η arrays shaped ``(1, n, 1)`` and the per-mode arrays shaped
@@ -102,22 +118,22 @@ def _mode_sums(terms, per_eta, per_mode):
     rows = k // _LANES
     e = [v[None, :, None] for v in per_eta]
 
-    def reduce(blocks):
+    def reduce(blocks: list[Array]) -> list[Array]:
         parts = terms(e, blocks)
         zeros = tuple(np.zeros((), t.dtype) for t in parts)
         add = lambda x, y: tuple(p + q for p, q in zip(x, y))  # noqa: E731
         return [jnp.sum(t, axis=0) for t in lax.reduce(tuple(parts), zeros, add, (2,))]
 
-    sums = None
+    sums: list[Array] = []
     if rows:
         sums = reduce([v[: rows * _LANES].reshape(rows, 1, _LANES) for v in per_mode])
     if rows * _LANES < k:
         rest = reduce([v[rows * _LANES:].reshape(1, 1, -1) for v in per_mode])
-        sums = rest if sums is None else [a + b for a, b in zip(sums, rest)]
+        sums = [a + b for a, b in zip(sums, rest)] if sums else rest
     return sums
 
 
-def _ek_terms(e, m):
+def _ek_terms(e: list[Array], m: list[Array]) -> list[Array]:
     """Two η per division: with ``u = 1 + λ/ρ``, ``1/u_a = u_b/(u_a u_b)`` and vice versa."""
     (inv_a, inv_b), (lam, y2) = e, m
     u_a = jnp.minimum(1.0 + lam * inv_a, _BIG)
@@ -127,13 +143,13 @@ def _ek_terms(e, m):
     return [q_a * q_a * y2, q_b * q_b * y2]
 
 
-def _ek_plain(rho, lam, y2):
+def _ek_plain(rho: Array, lam: Array, y2: Array) -> Array:
     q = rho[:, None] / (rho[:, None] + lam)
     return jnp.sum(q * q * y2, axis=-1)
 
 
 @jax.custom_jvp
-def _ek_sum(rho, lam, y2):
+def _ek_sum(rho: Array, lam: Array, y2: Array) -> Array:
     """``Σ_k y_k² (ρ/(ρ + λ_k))²`` for each ``ρ > 0`` of the 1-D ``rho``.
 
     One pass, two ``ρ`` per division (division is what an EK pass spends most of its time on).
@@ -147,12 +163,12 @@ def _ek_sum(rho, lam, y2):
 
 
 @_ek_sum.defjvp
-def _ek_sum_jvp(primals, tangents):
+def _ek_sum_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple[Array, Array]:
     # Under differentiation the plain formula gives both (same value to rounding, less to compile).
     return jax.jvp(_ek_plain, primals, tangents)
 
 
-def _ek(spec: Spectrum, eta: jax.Array, ridge: jax.Array) -> jax.Array:
+def _ek(spec: Spectrum, eta: Array, ridge: Array) -> Array:
     """``Σ_k (r/(r + ηλ_k))² y_k² +`` residual power, as ``ρ/(ρ + λ_k)``, ``ρ = r/η``: one pass."""
     rho = ridge / eta
     out = _ek_sum(jnp.ravel(rho), spec.eigenvalues, spec.target_coefficients**2)
@@ -161,14 +177,15 @@ def _ek(spec: Spectrum, eta: jax.Array, ridge: jax.Array) -> jax.Array:
 
 def mse_rg(
     spec: Spectrum,
-    eta: Any,
-    sigma2: Any,
-    threshold: Any = 0.5,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    threshold: ArrayLike = 0.5,
     *,
     dof_correction: bool = False,
-    temperature: Any | None = None,
-) -> jax.Array:
-    """RG learning curve: EK with the renormalized ridge (THEORY §3; §3b with ``dof_correction``).
+    temperature: ArrayLike | None = None,
+) -> Array:
+    """RG learning curve: EK with the renormalized ridge (docs/theory.md §3; §3b with
+    ``dof_correction``).
 
     ``MSE_RG(η) = Σ_k (σ²_eff/(σ²_eff + ηλ_k))² y_k²`` with ``σ²_eff = σ² + t_{κ*(η, T)}``.
     With ``dof_correction=True`` (rgjax's extension, not in the paper):
@@ -179,28 +196,30 @@ def mse_rg(
       eta: scalar or array of training-set sizes.
       sigma2: bare ridge ``σ² > 0``.
       threshold: learnability threshold ``T ∈ (0, 1)`` (default 0.5, the paper's).
-      dof_correction: use the learned-mode correction of THEORY §3b.
+      dof_correction: use the learned-mode correction of docs/theory.md §3b.
       temperature: smooth cutoff temperature ``τ`` (None: the hard rule). See
         :func:`rgjax.rg.effective_ridge`.
 
     Returns:
       ``eta``'s shape; NaN where the hard rule is not applicable (no mode below ``T``; see
       :func:`rgjax.rg.eta_max`).
+
+    Examples:
+      >>> from rgjax.spectrum import powerlaw
+      >>> from rgjax.theory import mse_rg
+      >>> spec = powerlaw(1000, alpha=0.5)
+      >>> mse = mse_rg(spec, [10.0, 100.0], 1e-4)
+      >>> print([f"{float(m):.4f}" for m in mse])
+      ['0.2464', '0.0524']
+      >>> print(f"{float(mse_rg(spec, 100.0, 1e-4, dof_correction=True)):.4f}")
+      0.1245
     """
     check_inputs(spec, eta, sigma2, threshold)
     eta = as_eta(eta, spec.eigenvalues.dtype)
-    if temperature is None:
-        ridge, factor, applicable = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, None)
-    else:
-        ridge, factor, applicable = effective_ridge_traced(
-            spec, eta, sigma2, threshold, dof_correction, temperature
-        )
+    ridge, factor, applicable = effective_ridge_traced(
+        spec, eta, sigma2, threshold, dof_correction, temperature
+    )
     return jnp.where(applicable, factor * _ek(spec, eta, ridge), jnp.nan)
-
-
-# ---------------------------------------------------------------------------------------------
-# The hard cutoff without the (η × modes) learnability array
-# ---------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,11 +227,11 @@ def mse_rg(
 # ---------------------------------------------------------------------------------------------
 
 
-def _moments(s, lam, y2, n_lam, n_y):
+def _moments(s: Array, lam: Array, y2: Array | None, n_lam: int, n_y: int) -> list[Array]:
     """``M_p = Σ_k λ_k/(λ_k + s)^p`` for ``p = 1..n_lam`` and ``Y_p = Σ_k y_k²/(λ_k + s)^p`` for
     ``p = 2..n_y + 1``, for each ``s`` of the 1-D array ``s``: one pass over the modes."""
 
-    def terms(e, m):
+    def terms(e: list[Array], m: list[Array]) -> list[Array]:
         (s_,), (lam_, y2_) = e, m
         r = 1.0 / (lam_ + s_)
         out = []
@@ -229,7 +248,7 @@ def _moments(s, lam, y2, n_lam, n_y):
     return _mode_sums(terms, (s,), (lam, jnp.zeros_like(lam) if y2 is None else y2))
 
 
-def _series(coeffs, d, first):
+def _series(coeffs: Sequence[Array], d: Array, first: int) -> Array:
     """``Σ_j w_j (−δ)^j coeffs[j]`` with ``w_j = 1`` (``first=1``) or ``j + 1`` (``first=2``): the
     moments at ``s + δ`` from those at ``s``, as
     ``1/(λ+s+δ)^p = Σ_j C(p+j−1, j)(−δ)^j/(λ+s)^{p+j}``."""
@@ -239,7 +258,7 @@ def _series(coeffs, d, first):
     return out
 
 
-def _grid_start(log_eta, lo, hi, c, lam):
+def _grid_start(log_eta: Array, lo: Array, hi: Array, c: Array, lam: Array) -> Array:
     """Initial ``log s`` for every η from a grid of ``η(s)`` (quintic Hermite, inverse function).
 
     ``g(u) = log η(e^u)`` is explicit and strictly decreasing; its first two derivatives come from
@@ -276,7 +295,7 @@ def _grid_start(log_eta, lo, hi, c, lam):
 
 
 @jax.jit  # one compiled program also for eager (un-jitted) calls
-def _solve(eta, c, lam, y2):
+def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, Array, Array]:
     """Root ``s* = κ/η`` of ``η(s) = Σ_k λ_k/(λ_k + s) + c/s`` for each η of the 1-D ``eta``.
 
     Returns ``s*`` and, when ``y2`` is given, ``M_2 = Σ λ/(λ+s*)²`` and ``Y_2 = Σ y²/(λ+s*)²``.
@@ -350,13 +369,13 @@ def _solve(eta, c, lam, y2):
     return s, m2, yb
 
 
-def _residual(kap, eta, sigma2, lam, tail):
+def _residual(kap: Array, eta: Array, sigma2: Array, lam: Array, tail: Array) -> Array:
     """``h(κ) = 1 − (σ² + tail)/κ − Σ_k λ_k/(ηλ_k + κ)`` per η: increasing in κ, 0 at the root."""
     d = eta[:, None] * lam + kap[:, None]
     return 1.0 - (sigma2 + tail) / kap - jnp.sum(lam / d, axis=-1)
 
 
-def _kappa_tangent(kap, primals, tangents):
+def _kappa_tangent(kap: Array, primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> Array:
     """Implicit function theorem on ``h(κ; θ) = 0``: ``dκ = −(∂h/∂θ · dθ) / (∂h/∂κ)``."""
     eta, sigma2, lam, tail = primals
     _, dh = jax.jvp(lambda *p: _residual(kap, *p), primals, tangents)
@@ -366,19 +385,21 @@ def _kappa_tangent(kap, primals, tangents):
 
 
 @jax.custom_jvp
-def _kappa_core(eta, sigma2, lam, tail):
+def _kappa_core(eta: Array, sigma2: Array, lam: Array, tail: Array) -> Array:
     """κ for each η of the 1-D ``eta``."""
     s, _, _ = _solve(eta, sigma2 + tail, lam, None)
     return eta * s
 
 
 @_kappa_core.defjvp
-def _kappa_core_jvp(primals, tangents):
+def _kappa_core_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple[Array, Array]:
     kap = _kappa_core(*primals)
     return kap, _kappa_tangent(kap, primals, tangents)
 
 
-def _sb_explicit(kap, eta, lam, y2, resid):
+def _sb_explicit(
+    kap: Array, eta: Array, lam: Array, y2: Array, resid: Array
+) -> tuple[Array, Array]:
     """``γ = Σ ηλ²/(ηλ + κ)²`` and the bias ``Σ κ²y²/(ηλ + κ)² + resid`` at a given κ."""
     d = eta[:, None] * lam + kap[:, None]
     gamma = jnp.sum(eta[:, None] * lam**2 / d**2, axis=-1)
@@ -386,8 +407,13 @@ def _sb_explicit(kap, eta, lam, y2, resid):
     return gamma, bias
 
 
+_Four = tuple[Array, Array, Array, Array]
+
+
 @jax.custom_jvp
-def _sb_core(eta, sigma2, lam, y2, tail, resid):
+def _sb_core(
+    eta: Array, sigma2: Array, lam: Array, y2: Array, tail: Array, resid: Array
+) -> _Four:
     """``(κ, γ, 1 − γ, bias)`` of the spectral-bias theory for each η of the 1-D ``eta``.
 
     ``1 − γ = (c/s + s M_2)/η`` with ``c = σ² + tail``, from ``η − Σ L_k² = c/s + Σ L_k(1 − L_k)``
@@ -400,7 +426,9 @@ def _sb_core(eta, sigma2, lam, y2, tail, resid):
 
 
 @_sb_core.defjvp
-def _sb_core_jvp(primals, tangents):
+def _sb_core_jvp(
+    primals: tuple[Array, ...], tangents: tuple[Array, ...]
+) -> tuple[_Four, _Four]:
     eta, sigma2, lam, y2, tail, resid = primals
     d_eta, d_s2, d_lam, d_y2, d_tail, d_resid = tangents
     out = _sb_core(*primals)
@@ -412,16 +440,17 @@ def _sb_core_jvp(primals, tangents):
     return out, (dk, dg, -dg, db)
 
 
-def _flat(spec: Spectrum, eta: jax.Array, sigma2: Any):
+def _flat(spec: Spectrum, eta: Array, sigma2: ArrayLike) -> tuple[Array, Array]:
     return jnp.ravel(eta), jnp.asarray(sigma2, spec.eigenvalues.dtype)
 
 
-def kappa_traced(spec: Spectrum, eta: jax.Array, sigma2: Any) -> jax.Array:
+def kappa_traced(spec: Spectrum, eta: Array, sigma2: ArrayLike) -> Array:
+    """Unvalidated, traceable core of :func:`kappa` (``eta`` already an array)."""
     flat, sigma2 = _flat(spec, eta, sigma2)
     return _kappa_core(flat, sigma2, spec.eigenvalues, spec.tail_mass).reshape(eta.shape)
 
 
-def _spectral_bias(spec: Spectrum, eta: jax.Array, sigma2: Any):
+def _spectral_bias(spec: Spectrum, eta: Array, sigma2: ArrayLike) -> tuple[Array, ...]:
     """``(κ, γ, 1 − γ, bias)``, each of ``eta``'s shape."""
     flat, sigma2 = _flat(spec, eta, sigma2)
     out = _sb_core(flat, sigma2, spec.eigenvalues, spec.target_coefficients**2, spec.tail_mass,
@@ -429,8 +458,8 @@ def _spectral_bias(spec: Spectrum, eta: jax.Array, sigma2: Any):
     return tuple(o.reshape(eta.shape) for o in out)
 
 
-def kappa(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
-    """Self-consistent ridge ``κ(η)`` of the spectral-bias theory (THEORY §4).
+def kappa(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike) -> Array:
+    """Self-consistent ridge ``κ(η)`` of the spectral-bias theory (docs/theory.md §4).
 
     Unique positive root of ``κ = σ² + κ Σ_k λ_k/(ηλ_k + κ)``; modes beyond a truncated spectrum
     add their mass (``≈ λ_k`` each, as ``ηλ_k ≪ κ``). Differentiable by implicit differentiation.
@@ -442,8 +471,7 @@ def kappa(spec: Spectrum, eta: Any, sigma2: Any) -> jax.Array:
     return kappa_traced(spec, as_eta(eta, spec.eigenvalues.dtype), sigma2)
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@dataclass(eq=False)
 class Eigenlearning:
     """Eigenlearning quantities (Simon et al.), equivalent to the spectral-bias theory.
 
@@ -456,15 +484,17 @@ class Eigenlearning:
         (= :func:`mse_spectral_bias` + ε²).
     """
 
-    kappa: jax.Array
-    kappa_s: jax.Array
-    learnabilities: jax.Array
-    e0: jax.Array
-    mse: jax.Array
+    kappa: Array
+    kappa_s: Array
+    learnabilities: Array
+    e0: Array
+    mse: Array
 
 
-def eigenlearning(spec: Spectrum, eta: Any, sigma2: Any, noise: Any = 0.0) -> Eigenlearning:
-    """Eigenlearning form of the spectral-bias theory (THEORY §4).
+def eigenlearning(
+    spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, noise: ArrayLike = 0.0
+) -> Eigenlearning:
+    """Eigenlearning form of the spectral-bias theory (docs/theory.md §4).
 
     Conservation law: ``Σ_k L_k + (σ² + tail)/κ_S = η``.
 
@@ -483,21 +513,288 @@ def eigenlearning(spec: Spectrum, eta: Any, sigma2: Any, noise: Any = 0.0) -> Ei
     return Eigenlearning(kappa=kap, kappa_s=ks, learnabilities=lk, e0=e0, mse=mse)
 
 
-def mse_spectral_bias(spec: Spectrum, eta: Any, sigma2: Any, noise: Any = 0.0) -> jax.Array:
+def mse_spectral_bias(
+    spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, noise: ArrayLike = 0.0
+) -> Array:
     """Spectral-bias generalisation error ``E_g(η)`` (Canatar, Bordelon & Pehlevan 2021).
 
     ``γ = Σ_k ηλ_k²/(ηλ_k + κ)²`` and
     ``E_g = (1/(1 − γ)) [Σ_k κ² y_k²/(ηλ_k + κ)² + ε² γ]`` — the error against the clean target,
-    which is what the pool MSE of THEORY §2 measures.
+    which is what the pool MSE of docs/theory.md §2 measures.
 
     Args:
       noise: label-noise variance ``ε²`` on the training labels.
 
     Returns:
       ``eta``'s shape.
+
+    Examples:
+      >>> from rgjax.spectrum import from_eigenvalues
+      >>> from rgjax.theory import mse_spectral_bias
+      >>> spec = from_eigenvalues([0.5, 0.3, 0.2], [0.6, 0.0, 0.8])
+      >>> print(f"{float(mse_spectral_bias(spec, 2.0, 0.1)):.4f}")
+      0.4533
     """
     check_inputs(spec, eta, sigma2)
     check_finite(noise, "noise")
     eta = as_eta(eta, spec.eigenvalues.dtype)
     _, gamma, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2)
     return (bias + noise * gamma) / one_minus_gamma
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolvent (eigenvector-free) forms: the theories from a Gram matrix, exact gradients in K
+# ---------------------------------------------------------------------------------------------
+
+#: Objectives: the paper's RG, rgjax's learned-mode corrected RG (docs/theory.md §3b), spectral
+#: bias (§4).
+OBJECTIVES = ("rg", "rg_dof", "spectral_bias")
+#: Gradient paths of :func:`mse_from_gram`: ``"resolvent"`` (no eigenvectors) or ``"eigen"``
+#: (through :func:`rgjax.spectrum.from_gram`'s eigenvectors).
+PATHS = ("resolvent", "eigen")
+
+
+def check_objective(objective: Any) -> str:
+    """``objective`` if it is one of :data:`OBJECTIVES`, else ``ValueError``."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown `objective` {objective!r}; choose one of {OBJECTIVES}.")
+    return objective
+
+
+def check_path(path: Any) -> str:
+    """``path`` if it is one of :data:`PATHS`, else ``ValueError``."""
+    if path not in PATHS:
+        raise ValueError(f"unknown gradient `path` {path!r}; choose one of {PATHS}.")
+    return path
+
+
+def check_temperature(temperature: ArrayLike | None) -> None:
+    """The smooth-cutoff τ must be a finite scalar > 0 (None: the hard threshold)."""
+    if temperature is None:
+        return
+    t = concrete(temperature)
+    if t is not None and (t.ndim != 0 or not np.isfinite(t) or t <= 0):
+        raise ValueError(
+            f"`temperature` (smooth-cutoff τ) must be a finite scalar > 0, or None for the hard "
+            f"threshold; got {t!r}."
+        )
+
+
+def check_noise(noise: ArrayLike, objective: str) -> None:
+    """Label noise ε² must be a finite scalar ≥ 0, and > 0 only for the spectral-bias objective."""
+    a = concrete(noise)
+    if a is None:
+        return
+    if a.ndim != 0 or not np.isfinite(a) or a < 0:
+        raise ValueError(
+            f"`noise` (label-noise variance ε²) must be a finite scalar >= 0; got {a!r}."
+        )
+    if a > 0 and objective != "spectral_bias":
+        raise ValueError(
+            "`noise` > 0 enters only the spectral-bias theory; the RG objectives have no "
+            "label-noise term. Use objective='spectral_bias' or noise=0."
+        )
+
+
+def _resolvent_error(K: Array, y: Array, eta: Array, ridge: Array) -> Array:
+    """``Σ_k (r/(r + ηλ_k))² y_k² = r² yᵀ(r I + ηK/N)⁻² y / N`` by one Cholesky solve.
+
+    ``K``: ``(N, N)``; ``y``: ``(N,)``; scalar ``eta`` and ``ridge``. Exact derivatives for any K
+    (no eigenvectors involved).
+    """
+    n = K.shape[0]
+    m = ridge * jnp.eye(n, dtype=K.dtype) + (eta / n) * K
+    z = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(m, lower=True), y)
+    return ridge**2 * jnp.dot(z, z) / n
+
+
+def _over_eta(fn: Callable[[Array], Array], eta: Array) -> Array:
+    """Apply a scalar-η function to every entry of ``eta`` (vmapped), keeping ``eta``'s shape."""
+    return jax.vmap(fn)(jnp.ravel(eta)).reshape(jnp.shape(eta))
+
+
+def _symmetric(K: Array) -> Array:
+    # Gram builders are symmetric to round-off; exact symmetry keeps Cholesky and eigh consistent.
+    return 0.5 * (K + K.T)
+
+
+def _rg_resolvent(
+    K: Array, y: Array, eta: Array, sigma2: ArrayLike, threshold: ArrayLike,
+    temperature: ArrayLike | None, dof_correction: bool,
+) -> Array:
+    spec = from_gram(K, y)  # only the eigenvalues are used: their derivative is exact
+
+    def one(e: Array) -> Array:
+        ridge, factor, applicable = effective_ridge_traced(
+            spec, e, sigma2, threshold, dof_correction, temperature
+        )
+        err = factor * _resolvent_error(K, y, e, ridge)
+        return jnp.where(applicable, err, jnp.nan)
+
+    return _over_eta(one, eta)
+
+
+def _sb_resolvent(K: Array, y: Array, eta: Array, sigma2: ArrayLike, noise: ArrayLike) -> Array:
+    spec = from_gram(K, y)
+    lam = spec.eigenvalues
+
+    def one(e: Array) -> Array:
+        # κ and γ are symmetric functions of the eigenvalues; only the bias needs y (resolvent).
+        kap = kappa_traced(spec, e, sigma2)
+        gamma = jnp.sum(e * lam**2 / (e * lam + kap) ** 2)
+        bias = _resolvent_error(K, y, e / kap, jnp.ones((), K.dtype))  # κ²yᵀ(κ+ηA)⁻²y/N
+        return (bias + noise * gamma) / (1.0 - gamma)
+
+    return _over_eta(one, eta)
+
+
+def _validate_gram_call(
+    K: ArrayLike, y: ArrayLike, eta: ArrayLike, sigma2: ArrayLike,
+    threshold: ArrayLike | None = None,
+) -> None:
+    if jnp.ndim(K) != 2 or jnp.shape(K)[0] != jnp.shape(K)[1]:
+        raise ValueError(f"`K` must be a square (N, N) Gram matrix; got shape {jnp.shape(K)}.")
+    if jnp.shape(y) != (jnp.shape(K)[0],):
+        raise ValueError(f"`y` must have shape (N,) = ({jnp.shape(K)[0]},); got {jnp.shape(y)}.")
+    check_finite(K, "K")
+    check_finite(y, "y")
+    check_eta(eta)
+    check_sigma2(sigma2)
+    if jnp.ndim(sigma2) != 0:
+        raise ValueError(f"`sigma2` must be a scalar; got shape {jnp.shape(sigma2)}.")
+    if threshold is not None:
+        check_threshold(threshold)
+
+
+def mse_rg_resolvent(
+    K: ArrayLike,
+    y: ArrayLike,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    threshold: ArrayLike = 0.5,
+    *,
+    dof_correction: bool = False,
+    temperature: ArrayLike | None = None,
+) -> Array:
+    """RG learning curve from the Gram matrix without eigenvector derivatives.
+
+    Same value as ``mse_rg(from_gram(K, y), eta, sigma2, threshold, ...)``: ``σ²_eff`` (or
+    ``σ²_dof`` and the ``1/(1 − κ*/η)`` factor) from the eigenvalues of ``K/N``, and
+    ``Σ_k (r/(r + ηλ_k))² y_k² = r² yᵀ(r I + ηK/N)⁻² y / N`` by a Cholesky solve.
+
+    Args:
+      K: ``(N, N)`` symmetric PSD Gram matrix.
+      y: ``(N,)`` targets.
+      eta: scalar or array of training-set sizes (one solve per entry).
+      sigma2: bare ridge > 0 (scalar).
+      threshold: ``T ∈ (0, 1)``.
+      dof_correction: rgjax's learned-mode correction (docs/theory.md §3b).
+      temperature: smooth-cutoff τ, or None for the hard threshold.
+
+    Returns:
+      ``eta``'s shape; NaN where the hard rule is not applicable.
+    """
+    _validate_gram_call(K, y, eta, sigma2, threshold)
+    check_temperature(temperature)
+    K = jnp.asarray(K)
+    return _mse_from_gram_jit(
+        K, jnp.asarray(y, K.dtype), jnp.asarray(eta, K.dtype), sigma2, threshold,
+        1.0 if temperature is None else temperature, 0.0,
+        objective="rg_dof" if dof_correction else "rg", path="resolvent",
+        hard=temperature is None,
+    )
+
+
+def mse_spectral_bias_resolvent(
+    K: ArrayLike, y: ArrayLike, eta: ArrayLike, sigma2: ArrayLike, noise: ArrayLike = 0.0
+) -> Array:
+    """Spectral-bias ``E_g`` from the Gram matrix without eigenvector derivatives.
+
+    Same value as ``mse_spectral_bias(from_gram(K, y), eta, sigma2, noise)``. κ (the root of
+    ``κ = σ² + κ tr((ηK/N + κ I)⁻¹ K/N)``) and γ come from the eigenvalues of ``K/N``; the bias
+    ``κ² yᵀ(κ I + ηK/N)⁻² y / N`` from a Cholesky solve. Its gradient is exact on any spectrum,
+    degenerate or not.
+
+    Args:
+      K: ``(N, N)`` symmetric PSD Gram matrix.
+      y: ``(N,)`` targets.
+      eta: scalar or array of training-set sizes.
+      sigma2: bare ridge > 0 (scalar).
+      noise: label-noise variance ``ε² ≥ 0``.
+
+    Returns:
+      ``eta``'s shape.
+    """
+    _validate_gram_call(K, y, eta, sigma2)
+    check_noise(noise, "spectral_bias")
+    K = jnp.asarray(K)
+    return _mse_from_gram_jit(
+        K, jnp.asarray(y, K.dtype), jnp.asarray(eta, K.dtype), sigma2, 0.5, 1.0, noise,
+        objective="spectral_bias", path="resolvent", hard=False,
+    )
+
+
+def mse_from_gram_traced(
+    K: Array, y: Array, eta: Array, sigma2: ArrayLike, threshold: ArrayLike,
+    temperature: ArrayLike, noise: ArrayLike, *, objective: str, path: str, hard: bool,
+) -> Array:
+    """Unvalidated, traceable core of :func:`mse_from_gram`; ``hard`` ignores ``temperature``."""
+    temp = None if hard else temperature
+    K = _symmetric(K)
+    if path == "resolvent":
+        if objective == "spectral_bias":
+            return _sb_resolvent(K, y, eta, sigma2, noise)
+        return _rg_resolvent(K, y, eta, sigma2, threshold, temp, objective == "rg_dof")
+    spec = from_gram(K, y)
+    if objective == "spectral_bias":
+        return mse_spectral_bias(spec, eta, sigma2, noise)
+    return mse_rg(spec, eta, sigma2, threshold, dof_correction=objective == "rg_dof",
+                  temperature=temp)
+
+
+# The public entry points share one compiled program per (objective, path, hard): eager calls
+# would dispatch the κ while-loop and the eigh derivative op by op.
+_mse_from_gram_jit = jax.jit(mse_from_gram_traced, static_argnames=("objective", "path", "hard"))
+
+
+def mse_from_gram(
+    K: ArrayLike,
+    y: ArrayLike,
+    eta: ArrayLike,
+    sigma2: ArrayLike,
+    *,
+    objective: str = "rg",
+    threshold: ArrayLike = 0.5,
+    temperature: ArrayLike | None = 0.05,
+    noise: ArrayLike = 0.0,
+    path: str = "resolvent",
+) -> Array:
+    """The predicted test MSE of ``objective`` from a Gram matrix, by either gradient ``path``.
+
+    Args:
+      K: ``(N, N)`` symmetric PSD Gram matrix.
+      y: ``(N,)`` targets.
+      eta: scalar or array of training-set sizes.
+      sigma2: bare ridge > 0 (scalar).
+      objective: one of :data:`OBJECTIVES`.
+      threshold: learnability threshold ``T`` of the RG objectives.
+      temperature: smooth-cutoff τ of the RG objectives (None: the hard threshold).
+      noise: label-noise variance ε² (spectral bias only).
+      path: ``"resolvent"`` (no eigenvectors: exact gradients on degenerate spectra) or
+        ``"eigen"`` (through :func:`rgjax.spectrum.from_gram`).
+
+    Returns:
+      ``eta``'s shape.
+    """
+    check_objective(objective)
+    check_path(path)
+    check_temperature(temperature)
+    check_noise(noise, objective)
+    _validate_gram_call(K, y, eta, sigma2, threshold)
+    K = jnp.asarray(K)
+    hard = temperature is None and objective != "spectral_bias"  # τ is irrelevant there
+    return _mse_from_gram_jit(
+        K, jnp.asarray(y, K.dtype), jnp.asarray(eta, K.dtype), sigma2, threshold,
+        1.0 if temperature is None else temperature, noise,
+        objective=objective, path=path, hard=hard,
+    )

@@ -288,7 +288,7 @@ def test_cache_hit_skips_the_loader(bundled_cache, tmp_path, monkeypatch):
     def boom():
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(datasets, "_read_bundled_mnist", boom)
+    monkeypatch.setattr(datasets, "read_bundled_mnist", boom)
     task = load_task("mnist-0-1", source="bundled", cache_dir=tmp_path)
     assert task.n_pool == 1000
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]

@@ -1,4 +1,4 @@
-"""Feature-mode Gaussianity diagnostics (THEORY §6): the fits against asymptotic theory and scipy,
+"""Feature-mode Gaussianity diagnostics (docs/theory.md §6): the fits against asymptotic theory and scipy,
 the report and crossover rule, a real bundled pool, the `run_gaussianity` pipeline and its figures,
 and named errors for bad inputs.
 
@@ -27,8 +27,9 @@ from rgjax.gaussianity import (
     gaussian_loglik,
     ks_statistic,
     mode_diagnostics,
-    run_gaussianity,
 )
+from rgjax.jobs.gaussianity import GaussianityConfig
+from rgjax.jobs.gaussianity import run as run_gaussianity
 
 N_SYN = 20_000
 # (family, loc, scale) of the four synthetic columns: two Gaussian, then two Cauchy.
@@ -201,8 +202,8 @@ def test_mode_diagnostics_on_real_pool(real_spec):
 def test_run_gaussianity_end_to_end(tmp_path):
     out = tmp_path / "g"
     lines = []
-    res = run_gaussianity("mnist-0-1", out, source="bundled", pool_size=200, progress=False,
-                          log=lines.append)
+    res = run_gaussianity(GaussianityConfig(task="mnist-0-1", source="bundled", pool_size=200),
+                          out, progress=False, log=lines.append)
     assert "crossover" in "\n".join(lines)
     path = out / "gaussianity.json"
     disk = json.loads(path.read_text())
@@ -279,11 +280,11 @@ def test_bad_inputs_raise_named_errors(synthetic, tmp_path):
         gs.sweep_modes(100, 1)
     # the pipeline validates mode numbers before building the kernel
     with pytest.raises(ValueError, match="modes_pair"):
-        run_gaussianity("mnist-0-1", tmp_path, source="bundled", pool_size=40, modes_pair=(0, 1),
-                        log=lambda s: None)
+        run_gaussianity(GaussianityConfig(task="mnist-0-1", source="bundled", pool_size=40,
+                                          modes_pair=(0, 1)), tmp_path, log=lambda s: None)
     with pytest.raises(ValueError, match="high_modes"):
-        run_gaussianity("mnist-0-1", tmp_path, source="bundled", pool_size=40,
-                        high_modes=(10, 41), log=lambda s: None)
+        run_gaussianity(GaussianityConfig(task="mnist-0-1", source="bundled", pool_size=40,
+                                          high_modes=(10, 41)), tmp_path, log=lambda s: None)
     with pytest.raises(ValueError, match="modes_pair"):
-        run_gaussianity("mnist-0-1", tmp_path, source="bundled", pool_size=40,
-                        modes_pair=(1, 2, 3), log=lambda s: None)
+        run_gaussianity(GaussianityConfig(task="mnist-0-1", source="bundled", pool_size=40,
+                                          modes_pair=(1, 2, 3)), tmp_path, log=lambda s: None)

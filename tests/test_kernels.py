@@ -34,6 +34,7 @@ from rgjax.kernels import (
     gram_operator,
     serial,
 )
+from rgjax.kernels import _gram, _operator
 
 _HERE = pathlib.Path(__file__).resolve().parent
 # neural-tangents 0.6.5 values (see ../shared/reference/nt_reference.py); a copy vendored in
@@ -443,13 +444,11 @@ def test_gram_matches_kernel_symmetric_psd(kernel, shape, block):
 
 def test_gram_compiles_one_tile_shape():
     """The last block is padded, so a block size that does not divide N compiles one tile."""
-    from rgjax import kernels
-
     kernel = fc(1, "abs", 0.7, 0.3)  # with d = 7: a tile shape no other test compiles
     x = np.random.default_rng(23).normal(size=(23, 7))
-    before = kernels._tile._cache_size()
+    before = _gram.gram_tile._cache_size()
     K = gram(kernel, x, block_size=5, progress=True)
-    assert kernels._tile._cache_size() == before + 1
+    assert _gram.gram_tile._cache_size() == before + 1
     np.testing.assert_allclose(K, kernel(x), rtol=0, atol=1e-12)
 
 
@@ -523,8 +522,6 @@ def test_gram_matvec_and_diagonal_match_dense(kernel, shape, block):
 
 def test_gram_operator_for_eigensolvers():
     """The operator is a callable (N, b) -> (N, b), a pytree usable inside jit, compiled once."""
-    from rgjax import kernels
-
     rng = np.random.default_rng(34)
     x = rng.normal(size=(30, 4))
     kernel = fc(2, "relu", 1.5, 0.05)
@@ -534,10 +531,10 @@ def test_gram_operator_for_eigensolvers():
     np.testing.assert_allclose(op.trace(), np.trace(K), rtol=1e-14)
     np.testing.assert_allclose(op.diagonal(), np.diag(K), rtol=1e-14)
     V = rng.normal(size=(30, 2))
-    before = kernels._matvec._cache_size()
+    before = _operator.tiled_matvec._cache_size()
     first = op(V)
     np.testing.assert_array_equal(op.matvec(V + 0.0), first)
-    assert kernels._matvec._cache_size() == before + 1
+    assert _operator.tiled_matvec._cache_size() == before + 1
     np.testing.assert_allclose(first, K @ V, atol=1e-13)
 
     @jax.jit
@@ -588,7 +585,7 @@ def test_gram_device_and_operator_arguments_raise_clear_errors():
         gram_matvec(kernel, x, np.ones((3, 2)))
     with pytest.raises(ValueError, match="`V` contains 1 NaN/Inf"):
         gram_matvec(kernel, x, np.array([1.0, np.nan, 0.0, 0.0]))
-    with pytest.raises(ValueError, match="`block_size` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"`block_size` must be an integer >= 1 \(the tile edge\)"):
         gram_operator(kernel, x, block_size=1.5)
     with pytest.raises(ValueError, match="`x` contains 1 NaN/Inf"):
         gram_diagonal(kernel, np.array([[1.0, np.inf]]))
@@ -695,14 +692,46 @@ def test_bad_construction_arguments():
         Conv(filter_shape=(0, 3))
     with pytest.raises(ValueError, match="padding='VALID' needs inputs at least 3 wide"):
         serial(Conv((3, 3), padding="VALID"), GlobalAvgPool())(np.ones((1, 2, 2, 1)))
-    with pytest.raises(ValueError, match="`num_points` of Elementwise"):
+    num_points = r"`num_points` must be an integer >= 1 \(Gauss–Hermite nodes of Elementwise\)"
+    with pytest.raises(ValueError, match=num_points):
         Elementwise(jnp.tanh, 0)
+    with pytest.raises(ValueError, match=num_points):
+        Elementwise(jnp.tanh, 2.5)
     with pytest.raises(TypeError, match="serial"):
         serial(Dense(), jnp.tanh)
     with pytest.raises(TypeError, match="from_kernel_fn"):
         gram(lambda a, b: a @ b.T, np.ones((3, 2)))
-    with pytest.raises(ValueError, match="`block_size` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"`block_size` must be an integer >= 1 \(the tile edge\)"):
         gram(fc(1), np.ones((3, 2)), block_size=0)
+
+
+def test_integral_float_counts_are_accepted():
+    """Counts go through rgjax._validate.check_int: 2.0 is 2, booleans and fractions are not."""
+    x = np.random.default_rng(24).normal(size=(3, 2))
+    np.testing.assert_array_equal(fc(2.0)(x), fc(2)(x))
+    assert Elementwise(jnp.tanh, 8.0).num_points == 8
+    np.testing.assert_array_equal(gram(fc(1), x, block_size=2.0), gram(fc(1), x, block_size=2))
+    with pytest.raises(ValueError, match="`depth` must be an integer >= 0"):
+        fc(True)
+    with pytest.raises(ValueError, match="`depth` must be an integer >= 0"):
+        fc(1.5)
+
+
+def test_layers_are_house_pytrees_with_static_configuration():
+    """Hyper-parameters are leaves; filter shapes, padding, callables and node counts are static
+    (in the tree definition), and unflattening rebuilds the layer without re-validating."""
+    conv = Conv((3, 2), (2, 1), "valid", 1.3, 0.2)
+    leaves, treedef = jax.tree.flatten(conv)
+    assert [float(v) for v in leaves] == [1.3, 0.2]
+    assert treedef != jax.tree.structure(Conv((3, 3), (2, 1), "VALID", 1.3, 0.2))
+    rebuilt = jax.tree.unflatten(treedef, [object(), object()])  # placeholders: no validation
+    assert (rebuilt.filter_shape, rebuilt.strides, rebuilt.padding) == ((3, 2), (2, 1), "VALID")
+    quad = Elementwise(jnp.tanh, 8)
+    assert jax.tree.leaves(quad) == []
+    assert jax.tree.structure(quad) != jax.tree.structure(Elementwise(jnp.tanh, 9))
+    op = gram_operator(fc(1, "relu", 1.5, 0.1), np.ones((4, 2)), block_size=3)
+    assert len(jax.tree.leaves(op)) == 2 * 2 + 1  # two Dense layers' (W_std, b_std), and x
+    assert jax.tree.unflatten(jax.tree.structure(op), jax.tree.leaves(op)).block_size == 3
 
 
 def test_callable_activation_and_layer_instance_in_fc():

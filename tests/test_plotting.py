@@ -16,14 +16,14 @@ from matplotlib.figure import Figure
 from rgjax import plotting
 
 FUNCS = {
-    "learning_curves": plotting.learning_curves,
-    "threshold_sweep": plotting.threshold_sweep,
-    "ridge_flow": plotting.ridge_flow,
-    "spectrum": plotting.spectrum,
+    "learning_curves": plotting.plot_learning_curves,
+    "threshold_sweep": plotting.plot_threshold_sweep,
+    "ridge_flow": plotting.plot_ridge_flow,
+    "spectrum": plotting.plot_spectrum,
 }
 
 # ----------------------------------------------------------------------------------------------
-# fixture builder: the theories of THEORY §§2–4 in plain numpy on a power-law spectrum
+# fixture builder: the theories of docs/theory.md §§2–4 in plain numpy on a power-law spectrum
 
 
 def _tail(lam):
@@ -210,9 +210,9 @@ def test_no_path_writes_nothing(results, tmp_path, monkeypatch, name):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plot_all_writes_four_files_from_json_text(results, tmp_path):
+def test_save_curve_figures_writes_four_files_from_json_text(results, tmp_path):
     loaded = json.loads(json.dumps(results))  # pure JSON data: lists, None for NaN
-    out = plotting.plot_all(loaded, tmp_path / "figs")
+    out = plotting.save_curve_figures(loaded, tmp_path / "figs")
     assert set(out) == {"learning_curves", "threshold_sweep", "ridge_flow", "spectrum"}
     for name, p in out.items():
         assert p.name == f"{name}.png" and p.parent == tmp_path / "figs"
@@ -220,7 +220,7 @@ def test_plot_all_writes_four_files_from_json_text(results, tmp_path):
 
 
 def test_not_applicable_range_is_marked_and_not_drawn(results):
-    fig = plotting.learning_curves(results)
+    fig = plotting.plot_learning_curves(results)
     ax = fig.axes[0]
     etas = np.array(results["etas"])
     eta_max = results["theory"]["rg"]["0.5"]["eta_max"]
@@ -242,31 +242,31 @@ def test_not_applicable_range_is_marked_and_not_drawn(results):
 
 
 def test_legend_labels_name_rgjax_and_show_fidelity(results):
-    ax = plotting.learning_curves(results).axes[0]
+    ax = plotting.plot_learning_curves(results).axes[0]
     labels = _legend_labels(ax)
     dof = [s for s in labels if "learned-mode" in s]
     assert len(dof) == 1 and "rgjax" in dof[0]
     paper = [s for s in labels if s.startswith("RG, paper")]
     assert len(paper) == 1 and "rgjax" not in paper[0]
     for key, val in results["fidelity"].items():
-        assert any(plotting.LABELS[key] in s and f"[{val:.2f}]" in s for s in labels), key
+        assert any(plotting.LABELS[key].long in s and f"[{val:.2f}]" in s for s in labels), key
     assert any("empirical" in s for s in labels)
 
 
 def test_ek_far_below_is_noted(results):
-    ax = plotting.learning_curves(results).axes[0]
+    ax = plotting.plot_learning_curves(results).axes[0]
     notes = [t.get_text() for t in ax.texts if t.get_gid() == "ek_note"]
     assert len(notes) == 1 and "off-scale" in notes[0]  # σ² = 1e-8: EK ~ 1e-14
     lo = ax.get_ylim()[0]
     emp_min = min(results["empirical"]["mse_pool"])
     assert lo >= 1e-3 * emp_min  # the y range is not squashed by EK
-    ax = plotting.learning_curves(results, ek_floor_decades=None).axes[0]
+    ax = plotting.plot_learning_curves(results, ek_floor_decades=None).axes[0]
     assert ax.get_ylim()[0] <= min(results["theory"]["ek"])
     assert not [t for t in ax.texts if t.get_gid() == "ek_note"]
 
 
 def test_threshold_sweep_masks_each_threshold(results):
-    fig = plotting.threshold_sweep(results)
+    fig = plotting.plot_threshold_sweep(results)
     left, right = fig.axes[:2]
     etas = np.array(results["etas"])
     for key, block in results["theory"]["rg"].items():
@@ -283,7 +283,7 @@ def test_threshold_sweep_masks_each_threshold(results):
 
 
 def test_ridge_flow_marks_stopping_points(results):
-    ax = plotting.ridge_flow(results, n_points=5).axes[0]
+    ax = plotting.plot_ridge_flow(results, n_points=5).axes[0]
     stops = [ln for ln in ax.get_lines() if ln.get_gid() == "stop"]
     assert len(stops) == 5
     block = results["theory"]["rg"]["0.5"]
@@ -304,7 +304,7 @@ def test_spectrum_fit_recovers_exponent(results):
     slope, _, (lo, hi) = plotting.fit_power_law(results["spectrum"]["eigenvalues"])
     assert slope == pytest.approx(-1.5, abs=1e-9) and 2 <= lo < hi <= 300
     assert math.isnan(plotting.fit_power_law([1.0, 0.5])[0])
-    fig = plotting.spectrum(results)
+    fig = plotting.plot_spectrum(results)
     assert any("-1.50" in s for s in _legend_labels(fig.axes[0]))
     y = _line(fig.axes[1], "target_power").get_ydata()
     assert y[-1] == pytest.approx(1.0) and np.all(np.diff(y) >= 0)
@@ -340,9 +340,9 @@ def test_nan_and_none_entries_do_not_raise(results, tmp_path, name):
 
 
 def test_nan_fidelity_is_left_out_of_label(results):
-    labels = _legend_labels(plotting.learning_curves(_with_nans(results)).axes[0])
-    ek = [s for s in labels if s.startswith(plotting.LABELS["ek"])]
-    assert ek == [plotting.LABELS["ek"]]
+    labels = _legend_labels(plotting.plot_learning_curves(_with_nans(results)).axes[0])
+    ek = [s for s in labels if s.startswith(plotting.LABELS["ek"].long)]
+    assert ek == [plotting.LABELS["ek"].long]
 
 
 def _variants(results):
@@ -385,35 +385,35 @@ def test_missing_optional_parts_still_plot(results, tmp_path, variant):
         else:
             assert isinstance(fn(r), Figure)
     if variant == "empty":
-        assert sorted(plotting.plot_all(r, tmp_path / "all")) == sorted(FUNCS)
+        assert sorted(plotting.save_curve_figures(r, tmp_path / "all")) == sorted(FUNCS)
 
 
 def test_missing_parts_behaviour(results):
     v = _variants(results)
-    ax = plotting.learning_curves(v["no_empirical"]).axes[0]
+    ax = plotting.plot_learning_curves(v["no_empirical"]).axes[0]
     assert not any("empirical" in s for s in _legend_labels(ax))
     assert any("rgjax" in s for s in _legend_labels(ax))
-    fig = plotting.threshold_sweep(v["one_threshold"])
+    fig = plotting.plot_threshold_sweep(v["one_threshold"])
     assert len([ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "rg:0.5"]) == 1
     # ridge flow falls back to the spectrum
-    ax = plotting.ridge_flow(v["no_flow"]).axes[0]
+    ax = plotting.plot_ridge_flow(v["no_flow"]).axes[0]
     x, y = _line(ax, "flow").get_data()
     assert len(x) == 300 and y[0] == pytest.approx(1e-8 + sum(results["spectrum"]["eigenvalues"][1:]))
     # the nearest threshold is used when config.threshold is not a key
-    assert "T = 0.5" in plotting.ridge_flow(v["other_main"]).axes[0].get_title()
+    assert "T = 0.5" in plotting.plot_ridge_flow(v["other_main"]).axes[0].get_title()
 
 
 def test_draws_into_given_axes(results):
     fig = Figure()
     ax = fig.add_subplot()
-    assert plotting.learning_curves(results, ax=ax) is fig
+    assert plotting.plot_learning_curves(results, ax=ax) is fig
     fig2 = Figure()
     axs = fig2.subplots(1, 2)
-    assert plotting.spectrum(results, ax=axs) is fig2
-    assert plotting.threshold_sweep(results, ax=list(axs)) is fig2
+    assert plotting.plot_spectrum(results, ax=axs) is fig2
+    assert plotting.plot_threshold_sweep(results, ax=list(axs)) is fig2
     fig3 = Figure()
     one = fig3.add_subplot()
-    assert plotting.threshold_sweep(results, ax=one) is fig3
+    assert plotting.plot_threshold_sweep(results, ax=one) is fig3
     assert len(fig3.axes) == 1
     assert any(ln.get_gid() == "rg_dof:0.5" for ln in one.get_lines())
 
@@ -429,7 +429,7 @@ def test_import_leaves_pyplot_and_backend_alone():
 def test_functional_rg_figure(tmp_path):
     import matplotlib.image as mpimg
 
-    from rgjax.plotting import functional_rg, plot_all
+    from rgjax.plotting import plot_functional_rg, save_curve_figures
 
     res = make_results()
     t = "0.5"
@@ -443,29 +443,109 @@ def test_functional_rg_figure(tmp_path):
         "levels": [0.05, 0.25, 0.5, 0.75, 0.95],
         "cv": [0.3] * len(kap),
     }
-    fig = functional_rg(json.loads(json.dumps(res)), tmp_path / "f.png")
+    fig = plot_functional_rg(json.loads(json.dumps(res)), tmp_path / "f.png")
     ax1, ax2 = fig.axes[:2]
     assert {ln.get_gid() for ln in ax1.lines} >= {"rg", "rg_reweighted"}
     assert any(ln.get_gid() == "flow_mean" for ln in ax2.lines)
     assert len(ax2.collections) == 2  # two quantile bands
     assert mpimg.imread(tmp_path / "f.png").shape[0] > 300
-    written = plot_all(res, tmp_path / "all")
+    written = save_curve_figures(res, tmp_path / "all")
     assert "functional_rg" in written and written["functional_rg"].exists()
     # results without the non-Gaussian parts: no functional figure
     plain = make_results()
-    assert "functional_rg" not in plot_all(plain, tmp_path / "plain")
+    assert "functional_rg" not in save_curve_figures(plain, tmp_path / "plain")
 
 
 def test_module_defines_each_name_once():
-    # the figure sections were written separately and merged: no helper may shadow another
+    # the figure sections were written separately and merged: no helper may shadow another,
+    # neither within a module of the package nor between the modules that import each other
     import ast
     import pathlib
 
     import rgjax.plotting
 
-    tree = ast.parse(pathlib.Path(rgjax.plotting.__file__).read_text())
-    names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
-    names += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
-              if isinstance(t, ast.Name)]
-    dupes = {n for n in names if names.count(n) > 1}
-    assert not dupes, dupes
+    for path in sorted(pathlib.Path(rgjax.plotting.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)
+                 and not any(getattr(d, "id", None) == "overload" for d in n.decorator_list)]
+        names += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+                  if isinstance(t, ast.Name)]
+        names += [t.target.id for t in tree.body
+                  if isinstance(t, ast.AnnAssign) and isinstance(t.target, ast.Name)]
+        imported = {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom)
+                    for a in n.names}
+        dupes = {n for n in names if names.count(n) > 1 or n in imported}
+        assert not dupes, (path.name, dupes)
+
+
+def test_labels_table_and_figures_table():
+    labels = plotting.LABELS
+    assert all(isinstance(v, plotting.Label) for v in labels.values())
+    assert {k: v.short for k, v in labels.items() if k in
+            ("ek", "rg", "rg_dof", "spectral_bias", "rg_reweighted")} == {
+        "ek": "EK (bare ridge)", "rg": "RG (paper)", "rg_dof": "RG+dof (rgjax §3b)",
+        "spectral_bias": "spectral bias", "rg_reweighted": "RG, input-dep. ridge"}
+    assert "not in paper" in labels["rg_dof"].long and "rgjax" in labels["rg_dof"].short
+    assert plotting.FIGURES == {
+        "results.json": plotting.save_curve_figures,
+        "gaussianity.json": plotting.save_gaussianity_figures,
+        "toy.json": plotting.save_toy_figures,
+        "optimize.json": plotting.save_optimize_figures,
+    }
+
+
+@pytest.mark.parametrize("name, files", [
+    ("gaussianity.json", {"gaussianity_pair", "gaussianity_tails", "gaussianity_sweep"}),
+    ("toy.json", {"toy"}),
+    ("optimize.json", {"optimize_loss", "optimize_mse"}),
+])
+def test_writers_draw_empty_results(tmp_path, name, files):
+    written = plotting.FIGURES[name]({}, str(tmp_path / "out"))
+    assert set(written) == files
+    for key, p in written.items():
+        assert p == tmp_path / "out" / f"{key}.png" and p.stat().st_size > 1000
+
+
+def test_every_figure_function_takes_path_and_ax():
+    import inspect
+
+    for name in plotting.__all__:
+        if not name.startswith("plot_"):
+            continue
+        params = inspect.signature(getattr(plotting, name)).parameters
+        assert list(params)[:3] == ["results", "path", "ax"], name
+        assert params["path"].default is None and params["ax"].default is None
+        assert params["ax"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_gaussianity_pair_draws_into_given_axes():
+    rng = np.random.default_rng(0)
+    res = {"pair": {"features": rng.normal(size=(2, 200)).tolist(), "modes": [1, 2],
+                    "gauss_mean": [0.0, 0.0], "gauss_std": [1.0, 1.0]}}
+    fig = Figure()
+    axs = fig.subplots(2, 2).ravel()
+    assert plotting.plot_gaussianity_pair(res, ax=[axs[2], axs[0], axs[3], axs[1]]) is fig
+    assert len(axs[2].collections) == 1 and axs[0].patches and axs[1].texts
+    one = Figure().add_subplot()
+    assert plotting.plot_gaussianity_pair(res, ax=one) is one.figure
+    assert len(plotting.plot_gaussianity_pair({}).axes) == 3  # no data: no empty corner
+
+
+def test_imports_only_numpy_matplotlib_and_itself():
+    import ast
+    import pathlib
+
+    import rgjax.plotting
+
+    for path in pathlib.Path(rgjax.plotting.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            for mod in mods:
+                top = mod.split(".")[0]
+                assert (top in sys.stdlib_module_names or top in ("numpy", "matplotlib")
+                        or mod.startswith("rgjax.plotting")), (path.name, mod)

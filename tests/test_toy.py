@@ -1,7 +1,7 @@
-"""Hermite toy model (paper Fig. 3, THEORY §5): the random inputs (threefry + Box–Muller against
-jax.random and numpy), the power-sum Gram against the feature matrices, the exact per-data-set
-solve, chunked and sharded accumulation, quadrature theory, a statistical check of the
-input-dependent RG, and input validation."""
+"""Hermite toy model (paper Fig. 3, docs/theory.md §5): the random inputs (threefry + Box–Muller
+against jax.random and numpy), the power-sum Gram against the feature matrices, the exact
+per-data-set solve, chunked and sharded accumulation, quadrature theory, a statistical check of
+the input-dependent RG, and input validation."""
 
 import json
 import math
@@ -16,7 +16,10 @@ from matplotlib.figure import Figure
 from numpy.polynomial import hermite_e
 
 from rgjax import toy
-from rgjax.plotting import toy_predictor
+from rgjax._counter_rng import seed_key_data, sincos_2pi
+from rgjax.jobs.toy import ToyConfig
+from rgjax.jobs.toy import run as run_toy
+from rgjax.plotting import plot_toy_predictor
 
 PAPER = toy.ToyProblem()  # degrees (1, 2), target ψ_5, n = 100, σ² = 400
 PAPER_LAMBDAS = [[1.0, 0.0], [1.0, 0.1]]
@@ -124,7 +127,7 @@ def test_sincos_polynomial_is_accurate():
     edges = np.array([0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1 - 2.0**-52])
     u = np.concatenate([edges, np.nextafter(edges[1:], 0), np.nextafter(edges[:-1], 1),
                         np.random.default_rng(0).integers(0, 2**52, 100_000) / 2.0**52])
-    cos, sin = (np.asarray(v) for v in jax.jit(toy._sincos_2pi)(jnp.asarray(u)))
+    cos, sin = (np.asarray(v) for v in jax.jit(sincos_2pi)(jnp.asarray(u)))
     # reference in extended precision (2πu itself is not exact in float64)
     angle = 2 * np.longdouble("3.14159265358979323846264338327950288") * u.astype(np.longdouble)
     np.testing.assert_allclose(cos, np.cos(angle).astype(float), rtol=0, atol=3e-16)
@@ -178,7 +181,7 @@ def test_power_sum_gram_matches_feature_matrices(degrees, target):
 def test_pair_power_sums_are_power_sums_of_the_inputs(n):
     # the Monte Carlo's sums come from (r, θ) of each Box–Muller pair without forming the inputs
     idx = jnp.arange(64, dtype=jnp.uint32)
-    key_data = toy._seed_key_data(3)
+    key_data = seed_key_data(3)
     x = np.asarray(toy.toy_inputs(3, idx, n))
     sums = jax.jit(lambda k, i: toy._pair_power_sums(k, i, n, 9, jnp.int32(1)))(key_data, idx)
     for k, s in enumerate(sums):
@@ -362,7 +365,8 @@ def test_paper_setup_paired_difference_close_to_rg():
 
 def test_run_toy_writes_json_and_png(tmp_path):
     lines = []
-    res = toy.run_toy(tmp_path, m=20_000, n=20, sigma2=50.0, progress=False, log=lines.append)
+    res = run_toy(ToyConfig(m=20_000, n=20, sigma2=50.0), tmp_path, progress=False,
+                  log=lines.append)
     data = json.loads((tmp_path / "toy.json").read_text())
     assert (tmp_path / "toy.png").stat().st_size > 10_000
     assert data["config"]["m"] == 20_000 and data["seed"] == 0
@@ -375,11 +379,11 @@ def test_run_toy_writes_json_and_png(tmp_path):
     assert {"compile_s", "monte_carlo_s", "total_s"} <= set(data["timings"])
     assert "jax" in data["versions"]
     assert any("(c−RG)/SE" in line for line in lines)
-    fig = toy_predictor(data)
+    fig = plot_toy_predictor(data)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     one = Figure().subplots()
-    assert toy_predictor(res, ax=one) is one.figure
-    assert isinstance(toy_predictor({}), Figure)  # empty results: labelled panels, no crash
+    assert plot_toy_predictor(res, ax=one) is one.figure
+    assert isinstance(plot_toy_predictor({}), Figure)  # empty results: labelled panels, no crash
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,13 +432,13 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="kept"):
         toy.rg_prediction(PAPER, PAPER_LAMBDAS, kept=(3,))
     with pytest.raises(ValueError, match="lambdas_greater"):
-        toy.run_toy(tmp_path, lambdas_greater=(0.0, -0.1), m=10, progress=False, log=None)
+        run_toy(ToyConfig(lambdas_greater=(0.0, -0.1), m=10), tmp_path, progress=False, log=None)
     with pytest.raises(ValueError, match="lambda_1"):
-        toy.run_toy(tmp_path, lambda_1=-1.0, m=10, progress=False, log=None)
+        run_toy(ToyConfig(lambda_1=-1.0, m=10), tmp_path, progress=False, log=None)
     with pytest.raises(ValueError, match="target_degree"):
-        toy.run_toy(tmp_path, target_degree=-5, m=10, progress=False, log=None)
+        run_toy(ToyConfig(target_degree=-5, m=10), tmp_path, progress=False, log=None)
     with pytest.raises(ValueError, match="sigma2"):
-        toy.run_toy(tmp_path, sigma2=0.0, m=10, progress=False, log=None)
+        run_toy(ToyConfig(sigma2=0.0, m=10), tmp_path, progress=False, log=None)
     with pytest.raises(ValueError, match="`m`"):
-        toy.run_toy(tmp_path, m=1, progress=False, log=None)
+        run_toy(ToyConfig(m=1), tmp_path, progress=False, log=None)
     assert not (tmp_path / "toy.json").exists()

@@ -1,186 +1,206 @@
-"""The ``rgjax gaussianity`` job."""
+"""Are the kernel's feature modes Gaussian? The ``rgjax gaussianity`` job (paper Figs. 2 and 5).
+
+The pool, kernel and spectrum are built exactly as ``rgjax curve`` builds them
+(:func:`rgjax.jobs._pipeline.build_pool`, same defaults); then Gaussian and Cauchy fits of the
+feature modes (docs/theory.md §6) → ``gaussianity.json`` (atomic) + figures + a printed table.
+"""
 
 from __future__ import annotations
 
-# MOVED RAW: imports to be fixed
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
-# ------------------------------------------------------------------------------------------------
-# pipeline
+import numpy as np
+
+from rgjax._typing import ArrayLike, PathLike
+from rgjax.datasets import Task
+from rgjax.gaussianity import (
+    MIN_POINTS,
+    GaussianityReport,
+    check_modes,
+    crossover,
+    default_high_modes,
+    mode_diagnostics,
+    mode_features,
+    refine_sweep,
+    subset,
+    sweep_modes,
+)
+from rgjax.jobs._io import save_and_plot, versions
+from rgjax.jobs._pipeline import Log, PoolConfig, build_pool, task_summary
+from rgjax.plotting import save_gaussianity_figures
+from rgjax.spectrum import Spectrum
+
+__all__ = ["GaussianityConfig", "RESULTS_FILE", "format_table", "run"]
+
+#: The JSON file the job writes into its folder.
+RESULTS_FILE = "gaussianity.json"
+
+_CONVENTIONS = {
+    "modes": "1-based mode numbers k (k = 1 is the largest eigenvalue)",
+    "features": "phi_k(x_i) = sqrt(N) v_k[i], mean square 1 over the pool",
+    "loglik": "mean log-likelihood per point of the maximum-likelihood fit",
+    "crossover_sweep": "smallest swept k with loglik_cauchy > loglik_gauss for every "
+                       "swept j >= k",
+    "crossover": "the same rule on `refined` = sweep + every mode between crossover_sweep "
+                 "and the swept mode below it (exact to one mode)",
+}
 
 
-def _modes_block(spec, report: GaussianityReport, modes: Sequence[int]) -> dict[str, Any]:
-    """``report``'s entries for ``modes`` plus their raw feature values (for the figures)."""
+@dataclasses.dataclass(frozen=True)
+class GaussianityConfig(PoolConfig):
+    """Everything that defines a ``rgjax gaussianity`` run (stored in ``gaussianity.json``).
+
+    The task and kernel fields are :class:`~rgjax.jobs._pipeline.PoolConfig`'s (the defaults of
+    ``rgjax curve``). Mode numbers are 1-based. ``modes_pair`` defaults to (2, 3): mode 1 of a
+    kernel with positive entries (ReLU NNGP) is the near-constant Perron mode, whose histogram is
+    a narrow bump away from 0.
+    """
+
+    modes_pair: tuple[int, int] = dataclasses.field(
+        default=(2, 3), metadata={"help": "two low modes (1-based) for the joint scatter"})
+    high_modes: tuple[int, ...] | None = dataclasses.field(
+        default=None, metadata={"help": "high modes for the tail histograms "
+                                        "(default N/2, 0.9N, N)"})
+    n_points: int = dataclasses.field(
+        default=40, metadata={"help": "modes in the log-spaced sweep"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(tuple(self.modes_pair)) != 2:
+            raise ValueError(f"`modes_pair` must be two mode numbers; got {self.modes_pair!r}.")
+
+
+def _modes_block(spec: Spectrum, report: GaussianityReport,
+                 modes: np.ndarray) -> dict[str, Any]:
+    """``report``'s entries for ``modes`` ``(m,)`` plus their raw feature values (for figures)."""
     x = mode_features(spec, modes)
-    return _subset(report, modes).to_dict() | {"features": np.asarray(x).T.tolist()}
+    return subset(report, modes.tolist()).to_dict() | {"features": np.asarray(x).T.tolist()}
 
 
-def _with_targets(block: dict, y: Any) -> dict:
+def _with_targets(block: dict[str, Any], y: ArrayLike) -> dict[str, Any]:
     # The pair figure colours points by target (class); only N more numbers in the JSON.
     return block | {"targets": np.asarray(y, float).tolist()}
 
 
-def run_gaussianity(
-    task_name: str = "mnist-0-1",
-    out_dir: str | os.PathLike = "runs/gaussianity-mnist-0-1",
-    *,
-    source: str = "auto",
-    pool_size: int | None = None,
-    split: str = "train",
-    download: bool = False,
-    data_dir: str | None = None,
-    activation: str = "relu",
-    depth: int = 2,
-    W_std: float = math.sqrt(2.0),
-    b_std: float = 0.1,
-    block_size: int = 512,
-    modes_pair: tuple[int, int] = (2, 3),
-    high_modes: Sequence[int] | None = None,
-    n_points: int = 40,
-    seed: int = 0,
-    plots: bool = True,
-    progress: bool = True,
-    log: Callable[[str], Any] = print,
-) -> dict:
-    """Feature-mode diagnostics of a task's NNGP kernel; writes ``out_dir/gaussianity.json``.
-
-    Loads the task, builds the kernel, Gram matrix and spectrum exactly as ``rgjax curve`` does
-    (same defaults), then computes :func:`gaussianity_sweep` (``n_points`` log-spaced modes), its
-    :func:`crossover` (``crossover_sweep``), the mode-exact ``crossover`` after
-    :func:`refine_sweep` (``refined``), and the reports of ``modes_pair`` (Fig. 2) and
-    ``high_modes`` (Fig. 5, default :func:`default_high_modes`), storing the raw feature values of
-    those few modes (and the targets, for colouring the pair scatter). Mode numbers are 1-based.
-    Writes the JSON atomically, then (``plots``) ``gaussianity_pair.png``, ``gaussianity_tails.png``
-    and ``gaussianity_sweep.png``, and logs a short table.
-
-    ``modes_pair`` defaults to (2, 3): mode 1 of a kernel with positive entries (ReLU NNGP) is the
-    near-constant Perron mode, whose histogram is a narrow bump away from 0.
-
-    Returns:
-      The results dict as written to JSON (NaN as None).
-    """
-    from rgjax import datasets, kernels, spectrum
-    from rgjax.experiment import _versions
-
-    if len(tuple(modes_pair)) != 2:
-        raise ValueError(f"`modes_pair` must be two mode numbers; got {modes_pair!r}.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    config = dict(task=task_name, source=source, pool_size=pool_size, split=split,
-                  download=download, data_dir=data_dir, activation=activation, depth=depth,
-                  W_std=W_std, b_std=b_std, block_size=block_size, modes_pair=list(modes_pair),
-                  high_modes=None if high_modes is None else list(high_modes),
-                  n_points=n_points, seed=seed)
-
-    t0 = time.perf_counter()
-    task = datasets.load_task(task_name, pool_size=pool_size, source=source, seed=seed,
-                              split=split, download=download, data_dir=data_dir)
-    timings["load_task"] = time.perf_counter() - t0
+def _check(cfg: GaussianityConfig, task: Task) -> tuple[np.ndarray, np.ndarray]:
+    """``(pair, high)`` mode numbers, validated against N before the expensive part."""
     n = task.n_pool
-    log(f"task {task.name}: N = {n} points, d = {task.dim}, source = {task.source}")
     if n < MIN_POINTS:
         raise ValueError(
             f"too few points: the pool has N={n}; the diagnostics need >= {MIN_POINTS}."
         )
-    # Validate mode numbers before the expensive part.
-    pair = _check_modes(modes_pair, n, "modes_pair")
-    high = _check_modes(default_high_modes(n) if high_modes is None else high_modes, n,
-                        "high_modes")
+    pair = check_modes(cfg.modes_pair, n, "modes_pair")
+    high = check_modes(default_high_modes(n) if cfg.high_modes is None else cfg.high_modes, n,
+                       "high_modes")
+    return pair, high
 
-    t0 = time.perf_counter()
-    if task.kernel == "linear":  # synthetic task: the same kernel as `rgjax curve` uses
-        kern = kernels.Dense(W_std=math.sqrt(task.dim), b_std=0.0)
-    else:
-        kern = kernels.fc(depth, activation, W_std=W_std, b_std=b_std)
-    K = kernels.gram(kern, task.x, block_size=block_size, progress=progress)
-    timings["gram"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    spec = spectrum.from_gram(K, task.y)
-    jax.block_until_ready(spec.eigenvalues)
-    timings["eigh"] = time.perf_counter() - t0
-    del K
 
-    t0 = time.perf_counter()
-    swept = sweep_modes(spec.n_modes, n_points)
+def _diagnostics(spec: Spectrum, y: ArrayLike, cfg: GaussianityConfig, pair: np.ndarray,
+                 high: np.ndarray) -> dict[str, Any]:
+    """The sweep, its refinement and crossovers, and the pair and tail blocks."""
+    swept = sweep_modes(spec.n_modes, cfg.n_points)
     # One call for every mode needed: the jitted core compiles once per run.
     everything = mode_diagnostics(spec, np.unique(np.concatenate([swept, pair, high])))
-    sweep = _subset(everything, swept)
-    cross_sweep = crossover(sweep)
+    sweep = subset(everything, swept.tolist())
     refined = refine_sweep(spec, sweep)
-    cross = crossover(refined)
     first_c = next((int(k) for k, b in zip(sweep.modes, sweep.better) if b == "cauchy"), None)
-    pair_block = _with_targets(_modes_block(spec, everything, pair), task.y)
-    tails_block = _modes_block(spec, everything, high)
+    return {
+        "sweep": sweep.to_dict(),
+        "refined": refined.to_dict(),
+        "crossover": crossover(refined),
+        "crossover_sweep": crossover(sweep),
+        "first_cauchy_better": first_c,
+        "pair": _with_targets(_modes_block(spec, everything, pair), y),
+        "tails": _modes_block(spec, everything, high),
+    }
+
+
+def run(cfg: GaussianityConfig, out: PathLike, *, progress: bool = True, plots: bool = True,
+        log: Log = print) -> dict[str, Any]:
+    """Feature-mode diagnostics of a task's NNGP kernel; writes ``out/gaussianity.json``.
+
+    Computes :func:`~rgjax.gaussianity.gaussianity_sweep` (``n_points`` log-spaced modes), its
+    :func:`~rgjax.gaussianity.crossover` (``crossover_sweep``), the mode-exact ``crossover`` after
+    :func:`~rgjax.gaussianity.refine_sweep` (``refined``), and the reports of ``modes_pair``
+    (Fig. 2) and ``high_modes`` (Fig. 5, default
+    :func:`~rgjax.gaussianity.default_high_modes`), storing the raw feature values of those few
+    modes (and the targets, for colouring the pair scatter). Writes the JSON atomically, then
+    (``plots``) ``gaussianity_pair.png``, ``gaussianity_tails.png`` and
+    ``gaussianity_sweep.png``, and logs a short table.
+
+    Returns:
+      The results dict as written to JSON (NaN as None).
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    pool = build_pool(cfg, check=lambda task: _check(cfg, task), progress=progress, log=log)
+    task, spec, timings = pool.task, pool.spec, dict(pool.timings)
+    del pool  # the Gram matrix is no longer needed: free it before the diagnostics
+    pair, high = _check(cfg, task)
+
+    t0 = time.perf_counter()
+    blocks = _diagnostics(spec, task.y, cfg, pair, high)
     timings["diagnostics"] = time.perf_counter() - t0
 
     results = {
-        "config": config,
-        "versions": _versions(),
-        "seed": seed,
-        "task": {"name": task.name, "source": task.source, "n_pool": n, "dim": task.dim,
-                 "class_counts": task.class_counts, "classes": list(task.classes),
-                 "split": task.split, "kernel": task.kernel or "nngp"},
+        "config": dataclasses.asdict(cfg),
+        "versions": versions(),
+        "seed": cfg.seed,
+        "task": task_summary(task),
         "spectrum": {"n_modes": spec.n_modes, "n_pool": spec.n_pool, "trace": float(spec.trace),
                      "clipped_mass": float(spec.clipped_mass)},
-        "conventions": {
-            "modes": "1-based mode numbers k (k = 1 is the largest eigenvalue)",
-            "features": "phi_k(x_i) = sqrt(N) v_k[i], mean square 1 over the pool",
-            "loglik": "mean log-likelihood per point of the maximum-likelihood fit",
-            "crossover_sweep": "smallest swept k with loglik_cauchy > loglik_gauss for every "
-                               "swept j >= k",
-            "crossover": "the same rule on `refined` = sweep + every mode between crossover_sweep "
-                         "and the swept mode below it (exact to one mode)",
-        },
-        "sweep": sweep.to_dict(),
-        "refined": refined.to_dict(),
-        "crossover": cross,
-        "crossover_sweep": cross_sweep,
-        "first_cauchy_better": first_c,
-        "pair": pair_block,
-        "tails": tails_block,
+        "conventions": _CONVENTIONS,
+        **blocks,
         "timings": timings,
     }
-    from rgjax import plotting
-    from rgjax.experiment import save_and_plot
-
-    results = save_and_plot(results, out / "gaussianity.json",
-                            plotting.plot_gaussianity if plots else None)
-    log(format_gaussianity_table(results))
+    results = save_and_plot(results, folder / RESULTS_FILE,
+                            save_gaussianity_figures if plots else None)
+    log(format_table(results))
     return results
 
 
-def format_gaussianity_table(results: dict, max_rows: int = 16) -> str:
-    """A short printed summary: a subsample of the sweep, the pair and tail modes, the crossover."""
+def _num(v: Any, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _row(block: Mapping[str, Any], i: int) -> str:
+    return (f"{block['modes'][i]:>6} {_num(block['eigenvalues'][i], '10.3e')} "
+            f"{_num(block['loglik_gauss'][i], '9.3f')} {_num(block['loglik_cauchy'][i], '9.3f')} "
+            f"{_num(block['loglik_difference'][i], '+8.3f')} {_num(block['ks_gauss'][i], '6.3f')} "
+            f"{_num(block['ks_cauchy'][i], '6.3f')} {_num(block['excess_kurtosis'][i], '9.2f')}  "
+            f"{block['better'][i]}")
+
+
+def _sweep_rows(results: Mapping[str, Any], max_rows: int) -> np.ndarray:
+    """Indices of the sweep rows to print: evenly spaced, plus the crossover and the mode before."""
     sw = results["sweep"]
     m = len(sw["modes"])
     rows = np.round(np.linspace(0, m - 1, min(m, max_rows))).astype(int)
     cs = results.get("crossover_sweep")
-    if cs in sw["modes"]:  # always show the swept crossover and the mode before it
+    if cs in sw["modes"]:
         i = sw["modes"].index(cs)
         rows = np.concatenate([rows, [max(i - 1, 0), i]])
-    rows = np.unique(rows)
+    return np.unique(rows)
 
-    def f(v: Any, spec: str) -> str:
-        return "n/a" if v is None else format(v, spec)
 
+def format_table(results: Mapping[str, Any], max_rows: int = 16) -> str:
+    """A short printed summary: a subsample of the sweep, the pair and tail modes, the crossover."""
+    sw = results["sweep"]
+    rows = _sweep_rows(results, max_rows)
     head = (f"{'k':>6} {'lambda_k':>10} {'ll Gauss':>9} {'ll Cauchy':>9} {'C-G':>8} "
             f"{'KS G':>6} {'KS C':>6} {'ex.kurt':>9}  better")
-
-    def line(block: dict, i: int) -> str:
-        return (f"{block['modes'][i]:>6} {f(block['eigenvalues'][i], '10.3e')} "
-                f"{f(block['loglik_gauss'][i], '9.3f')} {f(block['loglik_cauchy'][i], '9.3f')} "
-                f"{f(block['loglik_difference'][i], '+8.3f')} {f(block['ks_gauss'][i], '6.3f')} "
-                f"{f(block['ks_cauchy'][i], '6.3f')} {f(block['excess_kurtosis'][i], '9.2f')}  "
-                f"{block['better'][i]}")
-
     task = results.get("task", {})
     lines = [f"feature-mode Gaussianity — {task.get('name')} (N = {task.get('n_pool')}); "
-             f"sweep of {m} modes (showing {rows.size})", head, "-" * len(head)]
-    lines += [line(sw, int(i)) for i in rows]
+             f"sweep of {len(sw['modes'])} modes (showing {rows.size})", head, "-" * len(head)]
+    lines += [_row(sw, int(i)) for i in rows]
     for name in ("pair", "tails"):
         blk = results[name]
         lines.append(f"{name} modes:")
-        lines += [line(blk, i) for i in range(len(blk["modes"]))]
+        lines += [_row(blk, i) for i in range(len(blk["modes"]))]
     cross = results.get("crossover")
     lines.append("crossover (Cauchy better from here on): "
                  + ("none in the sweep" if cross is None else

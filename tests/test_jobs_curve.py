@@ -1,13 +1,22 @@
-"""The `rgjax curve` main job end to end, its resumption, CLI errors, and theory vs experiment on
-the synthetic power-law task (where the exact answer is known)."""
+"""The `rgjax curve` main job end to end, its resumption, CLI errors, the shared pool pipeline,
+the deprecated `rgjax.experiment` alias, and theory vs experiment on the synthetic power-law task
+(where the exact answer is known)."""
 
+import dataclasses
+import importlib
 import json
+import math
 
 import numpy as np
 import pytest
 
 from rgjax import cli
-from rgjax.experiment import CurveConfig, default_etas, fidelity, loglog_slope, run_curve
+from rgjax.jobs import _pipeline, curve as curve_job
+from rgjax.jobs._pipeline import PoolConfig, build_pool, default_etas, kernel_for, task_summary
+from rgjax.jobs.curve import CurveConfig, format_table
+from rgjax.jobs.curve import run as run_curve
+from rgjax.kernels import Dense
+from rgjax.metrics import fidelity, loglog_slope
 
 FIGURES = ("learning_curves.png", "threshold_sweep.png", "ridge_flow.png", "spectrum.png")
 
@@ -17,13 +26,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RGJAX_CACHE", str(tmp_path / "cache"))
 
 
-def test_fidelity_and_slope_helpers():
-    etas = np.array([10, 20, 40, 80])
-    emp = 3.0 * etas**-0.7
-    assert loglog_slope(etas, emp) == pytest.approx(-0.7)
-    assert fidelity(emp * np.e, emp) == pytest.approx(1.0)
-    assert fidelity(np.array([np.nan, 1, 1, 1]), np.ones(4)) == 0.0
-    assert np.isnan(loglog_slope(etas, np.full(4, np.nan)))
+def test_default_etas():
     e = default_etas(1000)
     assert e[0] == 5 and e[-1] == 500 and np.all(np.diff(e) > 0)
 
@@ -74,10 +77,8 @@ def test_curve_cli_end_to_end_and_resume(tmp_path, capsys):
 
 
 def test_interrupted_run_keeps_finished_etas(tmp_path, monkeypatch):
-    from rgjax import empirical
-
     calls = []
-    real = empirical.learning_curve
+    real = curve_job.learning_curve
 
     def interrupted(*args, **kwargs):
         def stop_after_two(eta, record):
@@ -86,16 +87,16 @@ def test_interrupted_run_keeps_finished_etas(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
         return real(*args, **kwargs, callback=stop_after_two)
 
-    monkeypatch.setattr(empirical, "learning_curve", interrupted)
+    monkeypatch.setattr(curve_job, "learning_curve", interrupted)
     cfg = CurveConfig(task="mnist-0-1", source="bundled", pool_size=120, etas=(4, 8, 16, 32),
                       trials=2)
     with pytest.raises(KeyboardInterrupt):
         run_curve(cfg, tmp_path, progress=False, plots=False, log=lambda *_: None)
     assert len((tmp_path / "empirical.jsonl").read_text().splitlines()) == 2
-    monkeypatch.setattr(empirical, "learning_curve", real)
+    monkeypatch.setattr(curve_job, "learning_curve", real)
     calls.clear()
     counted = []
-    monkeypatch.setattr(empirical, "learning_curve",
+    monkeypatch.setattr(curve_job, "learning_curve",
                         lambda *a, **k: real(*a, **k, callback=lambda e, r: counted.append(e)))
     res = run_curve(cfg, tmp_path, progress=False, plots=False, log=lambda *_: None)
     assert counted == [16, 32]  # only the missing η were computed
@@ -138,47 +139,86 @@ def test_synthetic_powerlaw_spectral_bias_within_10_percent(tmp_path):
     assert np.all(np.abs(pop / held - 1) < 0.10), pop / held
 
 
-def test_gaussianity_cli(tmp_path, capsys):
-    out = tmp_path / "g"
-    argv = ["gaussianity", "--task", "mnist-0-1", "--source", "bundled", "--pool-size", "120",
-            "--points", "8", "--out", str(out), "--quiet"]
-    assert cli.main(argv) == 0
-    res = json.loads((out / "gaussianity.json").read_text())
-    assert "crossover" in res
-    pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["gaussianity_pair.png", "gaussianity_sweep.png", "gaussianity_tails.png"]
-    for p in out.glob("*.png"):
-        p.unlink()
-    assert cli.main(["plot", str(out)]) == 0
-    assert len(list(out.glob("*.png"))) == 3
-    assert cli.main(argv[:-3] + ["--modes-pair", "1,2,3", "--out", str(out)]) == 2
-    assert "--modes-pair" in capsys.readouterr().err
+# ------------------------------------------------------------------------------------------------
+# the config, the shared pipeline and the deprecated alias
+
+#: The keys of results.json's "config" block (a results file is read back by these names).
+CONFIG_KEYS = {"task", "source", "pool_size", "split", "download", "data_dir", "activation", "depth",
+               "W_std", "b_std", "sigma2", "thresholds", "threshold", "etas", "n_etas", "trials",
+               "seed", "block_size", "eigs", "n_modes", "alpha", "beta"}
 
 
-def test_toy_cli(tmp_path):
-    out = tmp_path / "toy"
-    assert cli.main(["toy", "--m", "4000", "--out", str(out), "--quiet"]) == 0
-    res = json.loads((out / "toy.json").read_text())
-    assert (out / "toy.png").stat().st_size > 10_000
-    (out / "toy.png").unlink()
-    assert cli.main(["plot", str(out)]) == 0 and (out / "toy.png").exists()
-    assert res and cli.main(["toy", "--m", "1", "--out", str(out)]) == 2
+def test_config_is_one_flat_dict_with_the_paper_defaults():
+    cfg = dataclasses.asdict(CurveConfig())
+    assert set(cfg) == CONFIG_KEYS
+    assert cfg["W_std"] == math.sqrt(2.0) and cfg["b_std"] == 0.1 and cfg["depth"] == 2
+    assert cfg["thresholds"] == (0.3, 0.5, 0.7) and cfg["threshold"] == 0.5
+    assert cfg["etas"] is None and cfg["n_etas"] == 12 and cfg["trials"] == 20
+    assert isinstance(CurveConfig(), PoolConfig)
+    assert CurveConfig(threshold=0.4).thresholds == (0.3, 0.4, 0.5, 0.7)
+    for bad, match in ((dict(trials=1), "trials"), (dict(depth=-1), "depth"),
+                       (dict(eigs=0), "eigs"), (dict(thresholds=(0.5, 1.0)), "threshold"),
+                       (dict(sigma2=float("inf")), "sigma2")):
+        with pytest.raises(ValueError, match=match):
+            CurveConfig(**bad)
 
 
-def test_demo_and_help(capsys):
-    assert cli.main(["demo", "--pool-size", "120"]) == 0
-    out = capsys.readouterr().out
-    assert "RG flow of the ridge" in out and "spectral bias" in out
-    assert cli.main([]) == 0
-    assert "curve" in capsys.readouterr().out
+def test_build_pool_loads_checks_then_builds_the_kernel(monkeypatch):
+    lines = []
+    cfg = PoolConfig(task="mnist-0-1", source="bundled", pool_size=40)
+    pool = build_pool(cfg, progress=False, log=lines.append)
+    assert pool.K.shape == (40, 40) and pool.spec.n_modes == 40 and not pool.spec.is_truncated
+    assert set(pool.timings) == {"load_task", "gram", "eigh"}
+    assert lines[0].startswith("task mnist-0-1: N = 40") and "dense" in lines[1]
+    summary = task_summary(pool.task)
+    assert summary["n_pool"] == 40 and summary["kernel"] == "nngp" and summary["classes"]
+    top = build_pool(cfg, eigs=8, progress=False, log=lambda s: None)
+    assert top.spec.is_truncated and top.spec.n_modes == 8
+    np.testing.assert_allclose(top.spec.eigenvalues, pool.spec.eigenvalues[:8], rtol=1e-6)
+
+    # `check` sees the task before the kernel is built; raising stops the pipeline there
+    def no_gram(*args, **kwargs):
+        raise AssertionError("the Gram matrix was built before the check")
+
+    monkeypatch.setattr(_pipeline, "gram", no_gram)
+
+    def reject(task):
+        raise ValueError(f"N = {task.n_pool} is too small")
+
+    with pytest.raises(ValueError, match="N = 40"):
+        build_pool(cfg, check=reject, progress=False, log=lambda s: None)
 
 
-def test_optimize_cli(tmp_path):
-    out = tmp_path / "opt"
-    argv = ["optimize", "--task", "mnist-0-1", "--source", "bundled", "--pool-size", "80",
-            "--eta", "20", "--steps", "3", "--trials", "2", "--no-grid", "--out", str(out), "--quiet"]
-    assert cli.main(argv) == 0
-    assert (out / "optimize.json").exists()
-    pngs = sorted(p.name for p in out.glob("*.png"))
-    assert "optimize_loss.png" in pngs and "optimize_mse.png" in pngs
-    assert cli.main(argv[:7] + ["--eta", "0", "--out", str(out)]) == 2
+def test_synthetic_task_gets_the_linear_kernel():
+    pool = build_pool(PoolConfig(task="synthetic-powerlaw", pool_size=30, n_modes=50),
+                      progress=False, log=lambda s: None)
+    assert isinstance(kernel_for(pool.task, PoolConfig()), Dense)
+    assert task_summary(pool.task)["kernel"] == "linear"
+    x = np.asarray(pool.task.x)
+    np.testing.assert_allclose(pool.K, x @ x.T, rtol=1e-10, atol=1e-12)
+
+
+def test_format_table_reads_the_json():
+    res = {"config": {"threshold": 0.5, "sigma2": 1e-8},
+           "etas": [5, 10],
+           "empirical": {"trials": 3, "mse_pool": [0.5, 0.25], "mse_pool_se": [0.1, None]},
+           "theory": {"rg": {"0.5": {"mse": [0.4, None]}}, "rg_dof": {"0.5": {"mse": [0.45, 0.3]}},
+                      "spectral_bias": [0.5, 0.2], "ek": [1e-9, 1e-10]},
+           "fidelity": {"rg": 0.2, "rg_dof": 0.1, "spectral_bias": None, "ek": 20.0},
+           "slopes": {"empirical": -1.0, "rg": None}}
+    table = format_table(res)
+    assert "RG (paper)" in table and "n/a" in table and "3 trials per eta" in table
+    assert "mean |log(theory/empirical)|" in table and "log-log slope: empirical -1" in table
+
+
+def test_experiment_alias_warns_and_still_runs(tmp_path):
+    with pytest.warns(DeprecationWarning, match="rgjax.jobs.curve"):
+        import rgjax.experiment as experiment
+
+        experiment = importlib.reload(experiment)
+    assert experiment.run_curve is run_curve and experiment.CurveConfig is CurveConfig
+    assert experiment.fidelity is fidelity and experiment.loglog_slope is loglog_slope
+    cfg = experiment.CurveConfig(task="mnist-0-1", source="bundled", pool_size=40, etas=(4, 8),
+                                 trials=2)
+    res = experiment.run_curve(cfg, tmp_path, progress=False, plots=False, log=lambda *_: None)
+    assert res["etas"] == [4, 8] and (tmp_path / curve_job.RESULTS_FILE).exists()

@@ -1,0 +1,303 @@
+"""The resumable results file of :func:`rgjax.empirical.learning_curve` (JSON lines).
+
+Each line is one record: the trials of one training-set size η (all of them, or a run of
+consecutive trials starting at ``"trial_start"``), stamped with the *fingerprint* of the
+configuration that produced them::
+
+    {"fingerprint": {"format": "rgjax.learning_curve/1", "n_pool": N, "trials": T,
+                     "sigma2": σ², "key_impl": "threefry2x32", "key": [..],
+                     "K_probes": [rms, p1..p4], "y_probes": [rms, p1..p4]},
+     "eta": η, "mse_pool": [T floats], "mse_heldout": [T floats], "n_fallback": int,
+     "seconds": float, "finished": unix time}
+
+Records are appended and fsynced one at a time, so whatever is on disk survives a crash; a
+truncated last line (a crash mid-write) is dropped on the next load. Floats round-trip exactly
+through JSON, so resumed trials are bit-identical to recomputed ones.
+
+The fingerprint identifies the pool without hashing its bytes: *probes* ``uᵀ K v`` (and ``u·y``)
+for fixed ±1/√N vectors, compared with a relative tolerance of 1e-9, so that a Gram matrix rebuilt
+on another device, with different round-off, still matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rgjax._typing import Array, ArrayLike
+
+__all__ = [
+    "RESULTS_FORMAT",
+    "EtaResults",
+    "append_record",
+    "fingerprint",
+    "fingerprint_diff",
+    "load_results",
+    "probes",
+    "runs",
+    "trial_records",
+]
+
+#: Value of the ``"format"`` field in the fingerprint of every results-file line.
+RESULTS_FORMAT = "rgjax.learning_curve/1"
+
+_PROBE_SEED = 20240506  # fixed: fingerprints must agree between runs and machines
+_PROBE_RTOL = 1e-9  # fingerprint tolerance, relative to the array's scale
+
+# Value of a fingerprint field that a file may lack (it was added later).
+_FINGERPRINT_DEFAULTS = {"nested": False}
+
+Record = dict[str, Any]  # one JSON object (a record, or a fingerprint)
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprint
+# --------------------------------------------------------------------------------------------
+
+
+@jax.jit
+def _probe_values(a: Array, u: Array, v: Array) -> Array:
+    """[rms(a), u_c · a v_c for each c]; a (N,) or (N, N), u and v (count, N)."""
+    vals = jnp.sum(u * (v @ a.T), axis=1) if a.ndim == 2 else u @ a
+    return jnp.concatenate([jnp.sqrt(jnp.mean(a * a))[None], vals])
+
+
+def probes(a: Array, count: int = 4) -> list[float]:
+    """Scale-free summary of an (N,) or (N, N) array: rms and ``uᵀ a v`` for fixed ±1/√N vectors.
+
+    Every entry of ``a`` enters the probes, which tolerate round-off (unlike a hash of the bytes),
+    so a Gram matrix rebuilt on another device still matches.
+    """
+    n = a.shape[0]
+    rng = np.random.default_rng(_PROBE_SEED)
+    u, v = (rng.choice([-1.0, 1.0], size=(count, n)) / math.sqrt(n) for _ in range(2))
+    return [float(x) for x in np.asarray(_probe_values(a, u.astype(a.dtype), v.astype(a.dtype)))]
+
+
+def fingerprint(
+    k: Array, y: Array, sigma2: float, trials: int, key: Array, nested: bool
+) -> Record:
+    """The configuration a results file belongs to: pool (probes), σ², trials, PRNG key, draws.
+
+    Args:
+      k: (N, N) Gram matrix of the pool.
+      y: (N,) pool targets.
+      sigma2: the ridge σ².
+      trials: training sets per η.
+      key: typed PRNG key of the draws.
+      nested: whether the draws are nested (only then is ``"nested": true`` written, so files of
+        independent-draw runs keep their original fingerprint).
+    """
+    fp = {
+        "format": RESULTS_FORMAT,
+        "n_pool": int(k.shape[0]),
+        "trials": int(trials),
+        "sigma2": float(sigma2),
+        "key_impl": str(jax.random.key_impl(key)),
+        "key": [int(x) for x in np.asarray(jax.random.key_data(key)).ravel()],
+        "K_probes": probes(k),
+        "y_probes": probes(y),
+    }
+    if nested:
+        fp["nested"] = True
+    return fp
+
+
+def _same_probes(old: object, new: Sequence[float], n_pool: int) -> bool:
+    if not (isinstance(old, list) and len(old) == len(new)):
+        return False
+    # Tolerance relative to the array's scale: the probes are bounded by N·rms.
+    scale = max(abs(new[0]), abs(old[0]), 1e-300) * n_pool
+    return all(abs(a - b) <= _PROBE_RTOL * scale for a, b in zip(old, new))
+
+
+def fingerprint_diff(old: Record, new: Record) -> list[str]:
+    """Names (with values where short) of the fingerprint fields that differ."""
+    diffs = []
+    for name in [*new, *(f for f in old if f not in new)]:
+        value = new.get(name, _FINGERPRINT_DEFAULTS.get(name))
+        other = old.get(name, _FINGERPRINT_DEFAULTS.get(name))
+        if name.endswith("_probes"):
+            if not _same_probes(other, value, new["n_pool"]):
+                diffs.append(name.removesuffix("_probes") + " (values differ)")
+        elif other != value:
+            diffs.append(f"{name} (file {other!r}, now {value!r})")
+    return diffs
+
+
+# --------------------------------------------------------------------------------------------
+# Per-η results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EtaResults:
+    """Per-trial results of one η gathered from records (full or partial); filled in place.
+
+    pool, held: (T,) pool and held-out MSE per trial (NaN where missing); have: (T,) bool, which
+    trials are present; n_fallback: trials solved by the eigh fallback.
+    """
+
+    pool: np.ndarray
+    held: np.ndarray
+    have: np.ndarray
+    n_fallback: int = 0
+
+    @classmethod
+    def empty(cls, trials: int) -> EtaResults:
+        """No trial present yet."""
+        return cls(np.full(trials, np.nan), np.full(trials, np.nan), np.zeros(trials, bool))
+
+    def add(self, start: int, pool: ArrayLike, held: ArrayLike, n_fallback: int) -> None:
+        """Trials ``start..start+len(pool)-1``; trials already present keep their first value."""
+        pool, held = np.asarray(pool, dtype=np.float64), np.asarray(held, dtype=np.float64)
+        sel = np.arange(start, start + len(pool))
+        new = ~self.have[sel]
+        if not new.any():
+            return
+        self.pool[sel[new]] = pool[new]
+        self.held[sel[new]] = held[new]
+        self.have[sel[new]] = True
+        self.n_fallback += int(n_fallback)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def load_results(
+    path: Path, fingerprint: Record, trials: int, overwrite: bool
+) -> dict[int, EtaResults]:
+    """Trials already in a results file, keyed by η. Repairs a truncated last line.
+
+    Raises ``ValueError`` on a fingerprint mismatch (unless ``overwrite``, which empties the file)
+    or on a corrupt line that is not the last one.
+    """
+    if not path.exists():
+        return {}
+    if overwrite:
+        path.write_bytes(b"")
+        return {}
+    done: dict[int, EtaResults] = {}
+    for lineno, line in enumerate(_complete_lines(path), start=1):
+        if not line.strip():
+            continue
+        eta, start, rec = _parse_record(path, lineno, line, fingerprint, trials)
+        done.setdefault(eta, EtaResults.empty(trials)).add(
+            start, rec["mse_pool"], rec["mse_heldout"], int(rec["n_fallback"])
+        )
+    return done
+
+
+def _complete_lines(path: Path) -> list[bytes]:
+    """The file's complete lines; a partial last line (a crash mid-write) is cut from the file
+    so that appends start on a clean line."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+    return data[:end].splitlines()
+
+
+def _parse_record(
+    path: Path, lineno: int, line: bytes, fingerprint: Record, trials: int
+) -> tuple[int, int, Record]:
+    """``(η, first trial, record)`` of one line, checked against ``fingerprint`` and ``trials``."""
+    try:
+        rec = json.loads(line)
+        eta = int(rec["eta"])
+        start = int(rec.get("trial_start", 0))
+        count = len(rec["mse_pool"])
+        ok = len(rec["mse_heldout"]) == count and (
+            count == trials if "trial_start" not in rec else 0 < count <= trials - start
+        ) and start >= 0
+        int(rec["n_fallback"])
+        fp = rec["fingerprint"]
+        if not isinstance(fp, dict):
+            raise TypeError("its fingerprint is not a JSON object")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"`results_path` {str(path)!r}: line {lineno} is not a learning-curve record "
+            f"({err}); fix or remove the file, or pass overwrite=True to start fresh."
+        ) from None
+    diff = fingerprint_diff(fp, fingerprint)
+    if diff:
+        raise ValueError(
+            f"`results_path` {str(path)!r} holds results of a different configuration "
+            f"(line {lineno} differs in: {', '.join(diff)}); pass overwrite=True to discard "
+            "it and start fresh, or choose another results_path."
+        )
+    if not ok:
+        what = (f"{trials} trials" if "trial_start" not in rec
+                else f"trials {start}..{start + count - 1} of 0..{trials - 1}")
+        raise ValueError(
+            f"`results_path` {str(path)!r}: line {lineno} does not hold {what} "
+            "(mse_pool and mse_heldout must list one value per trial)."
+        )
+    return eta, start, rec
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def runs(ids: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive integers in sorted ``ids``, as (first index, stop index) into
+    ``ids``."""
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    bounds = np.concatenate([[0], breaks, [len(ids)]])
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def trial_records(
+    fingerprint: Record | None,
+    eta: int,
+    trials: int,
+    ids: np.ndarray,
+    pool: np.ndarray,
+    held: np.ndarray,
+    fallback: np.ndarray,
+    seconds: float,
+) -> list[tuple[int, Record]]:
+    """``(first trial, record)`` for each run of consecutive trial ``ids`` of η.
+
+    ``pool``, ``held``, ``fallback`` are aligned with ``ids``; a record of fewer than ``trials``
+    trials carries its first trial as ``"trial_start"``. The caller adds ``"finished"`` (the
+    unix time) just before writing each record.
+    """
+    out = []
+    for a, b in runs(ids):
+        record: Record = {"fingerprint": fingerprint, "eta": eta}
+        if b - a < trials:
+            record["trial_start"] = int(ids[a])
+        record.update({
+            "mse_pool": pool[a:b].tolist(),
+            "mse_heldout": held[a:b].tolist(),
+            "n_fallback": int(np.count_nonzero(fallback[a:b])),
+            "seconds": seconds,
+        })  # fmt: skip
+        out.append((int(ids[a]), record))
+    return out
+
+
+def append_record(path: Path, record: Record) -> None:
+    """Append one JSON line and force it to disk: what is on disk survives any later crash."""
+    line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
