@@ -5,10 +5,11 @@ follow the flow of the ridge σ², predict the learning curve and compare it wit
 regression — all differentiable. Source: Howard, Jefferson, Maiti & Ringel, *Wilsonian
 Renormalization of Neural Network Gaussian Processes* (arXiv:2405.06008).
 
-Conventions (``docs/theory.md`` §1): operator eigenvalues ``λ_k = eig(K)/N``, features ``φ_k(x_i) = √N v_k[i]``,
-target coefficients ``y_k = v_kᵀ y/√N``; the learnability cutoff ``κ*(η, T)`` is the first mode
-from the top with ``L_k < T``. Spectra and theories want float64: call
-``jax.config.update("jax_enable_x64", True)`` before creating arrays (the ``rgjax`` command does).
+Conventions (``docs/theory.md`` §1): operator eigenvalues ``λ_k = eig(K)/N``, features
+``φ_k(x_i) = √N v_k[i]``, target coefficients ``y_k = v_kᵀ y/√N``; the learnability cutoff
+``κ*(η, T)`` is the first mode from the top with ``L_k < T``. Spectra and theories want float64:
+call ``jax.config.update("jax_enable_x64", True)`` before creating arrays (the ``rgjax`` command
+does).
 
 Public API
 ----------
@@ -50,6 +51,7 @@ from rgjax._version import __version__
 from rgjax.datasets import Task, load_task
 from rgjax.eigensolve import topk_eigh
 from rgjax.empirical import LearningCurve, gp_posterior_mean, learning_curve
+from rgjax.gaussianity import gaussianity_sweep, mode_diagnostics
 from rgjax.kernels import (
     Abs,
     Conv,
@@ -58,11 +60,11 @@ from rgjax.kernels import (
     Erf,
     Flatten,
     GlobalAvgPool,
+    GramOperator,
     Identity,
     Kernel,
     LeakyRelu,
     Relu,
-    GramOperator,
     fc,
     from_kernel_fn,
     gram,
@@ -70,11 +72,8 @@ from rgjax.kernels import (
     gram_operator,
     serial,
 )
-from rgjax.gaussianity import gaussianity_sweep, mode_diagnostics
-from rgjax.optimize import fit_curve, fit_kernel, predicted_mse
 from rgjax.nongaussian import functional_flow, mse_reweighted
-from rgjax.toy import ToyProblem
-from rgjax.toy import monte_carlo as toy_monte_carlo
+from rgjax.optimize import fit_curve, fit_kernel, predicted_mse
 from rgjax.rg import (
     Cutoff,
     cutoff,
@@ -94,6 +93,8 @@ from rgjax.theory import (
     mse_rg,
     mse_spectral_bias,
 )
+from rgjax.toy import ToyProblem
+from rgjax.toy import monte_carlo as toy_monte_carlo
 
 __all__ = [
     "__version__",

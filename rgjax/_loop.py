@@ -23,6 +23,7 @@ from rgjax._validate import warn
 
 __all__ = ["Trajectory", "optax_loop", "describe_optimizer"]
 
+
 @dataclass(eq=False)
 class Trajectory:
     """What :func:`optax_loop` records (host numpy), ``S`` = steps."""

@@ -10,19 +10,22 @@ import jax
 try:  # jax >= 0.6
     from jax import shard_map as _shard_map
 
-    _NO_CHECK = {"check_vma": False}
+    _CHECK_FLAG = "check_vma"
 except ImportError:  # pragma: no cover - older jax
     from jax.experimental.shard_map import shard_map as _shard_map  # type: ignore[no-redef]
 
-    _NO_CHECK = {"check_rep": False}
+    _CHECK_FLAG = "check_rep"
 
 __all__ = ["shard_map"]
 
 
-def shard_map(f: Callable, mesh: jax.sharding.Mesh, in_specs: Any, out_specs: Any) -> Callable:
+def shard_map(
+    f: Callable, mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh, in_specs: Any, out_specs: Any
+) -> Callable:
     """``jax.shard_map`` without replication checks, on every supported jax.
 
     The checks are off because every caller returns per-device blocks that it assembles itself
     (rows of a Gram matrix, trials, data sets): nothing is replicated that the checker could verify.
     """
-    return _shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, **_NO_CHECK)
+    no_check: dict[str, Any] = {_CHECK_FLAG: False}
+    return _shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, **no_check)

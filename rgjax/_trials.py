@@ -12,6 +12,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ from rgjax._sharding import shard_map
 from rgjax._typing import Array
 
 __all__ = [
+    "Device",
     "NESTED_STREAM",
     "Executor",
     "eigh_weights",
@@ -34,6 +36,10 @@ __all__ = [
     "run_independent",
     "run_nested",
 ]
+
+# jax exports its device class as a variable (``jax.Device = xla_client.Device``), which type
+# checkers reject in annotations; this alias names it once.
+Device: TypeAlias = jax.Device  # pyright: ignore[reportInvalidTypeForm]
 
 
 def eigh_weights(k: Array, y: Array, sigma2: Array) -> Array:
@@ -107,7 +113,7 @@ class Executor:
 
     mesh: Mesh | None = field(static=True)
     sharding: NamedSharding | None = field(static=True)
-    device: jax.Device | None = field(static=True)
+    device: Device | None = field(static=True)
     cpu: bool = field(static=True)
 
     @property
@@ -126,7 +132,7 @@ class Executor:
         return jax.device_put(a, NamedSharding(self.mesh, PartitionSpec()))
 
 
-def executor(devices: Sequence[jax.Device] | None) -> Executor:
+def executor(devices: Sequence[Device] | None) -> Executor:
     """Execution plan for ``devices`` (default: all local devices)."""
     devs = list(jax.local_devices() if devices is None else devices)
     if not devs:
@@ -298,7 +304,7 @@ def _pad_ids(ids: np.ndarray, size: int) -> np.ndarray:
 
 def run_independent(
     k: Array, y: Array, key: Array, stream: int, eta: int, ids: np.ndarray,
-    sigma2: Array, chunk: int, ex: Executor, advance: Callable[[int], None],
+    sigma2: Array, chunk: int, ex: Executor, advance: Callable[[int], object],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Trials ``ids`` of one η, drawn from key stream ``stream``: pool MSEs, held-out MSEs and
     which trials needed the eigh fallback (three arrays of len(ids)).

@@ -5,6 +5,7 @@
 * :data:`Scalar` — a single number, as a Python/numpy scalar or a 0-d array (it may be a tracer).
 * :data:`KeyLike` — a PRNG seed: an ``int`` or a ``jax.random.key``/``PRNGKey`` array.
 * :data:`Array` — what rgjax returns: a ``jax.Array``.
+* :data:`Device` — one ``jax.Device`` (an accelerator or a CPU).
 * :data:`PathLike` — a file or folder: a ``str`` or an ``os.PathLike``.
 """
 
@@ -17,9 +18,11 @@ import jax
 import numpy as np
 from jax.typing import ArrayLike
 
-__all__ = ["Array", "ArrayLike", "KeyLike", "PathLike", "Scalar"]
+__all__ = ["Array", "ArrayLike", "Device", "KeyLike", "PathLike", "Scalar"]
 
 Array: TypeAlias = jax.Array
 Scalar: TypeAlias = float | int | np.number | jax.Array
 KeyLike: TypeAlias = int | np.integer | jax.Array
 PathLike: TypeAlias = str | os.PathLike[str]
+# jax exports Device as a variable bound to the class, which type checkers reject in annotations.
+Device: TypeAlias = jax.Device  # pyright: ignore[reportInvalidTypeForm]

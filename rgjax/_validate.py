@@ -93,7 +93,8 @@ def check_eta(eta: Any, name: str = "eta", n_max: int | None = None) -> None:
         raise ValueError(f"`{name}` (training-set size) must be finite and > 0; got {a!r}.")
     if n_max is not None and np.any(a > n_max):
         raise ValueError(
-            f"`{name}` has values up to {float(np.max(a)):g}, larger than the pool of {n_max} points; "
+            f"`{name}` has values up to {float(np.max(a)):g}, larger than the pool of {n_max} "
+            "points; "
             f"use eta <= {n_max} (learning curves usually stop near N/2)."
         )
 
@@ -125,7 +126,7 @@ def as_float_array(x: Any, name: str) -> jax.Array:
 def check_int(value: Any, name: str, lo: int, hi: int | None = None, why: str = "") -> int:
     """Return ``value`` as an ``int`` in ``[lo, hi]``, or raise ``ValueError`` naming ``name``.
 
-    Integral floats (``5.0``, ``1e6``) are accepted and converted, as a user would expect of a count;
+    Integral floats (``5.0``, ``1e6``) are accepted and converted, as a user expects of a count;
     booleans, fractions, NaN and anything out of range are rejected. ``why`` explains the bound.
     """
     ok = not isinstance(value, (bool, np.bool_))

@@ -118,12 +118,25 @@ def _jobs() -> dict[str, Job]:
 #: Flags that are not ``--field-name``, by job and field (the first one is shown in the help).
 FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
     "gaussianity": {"n_points": ("--points", "--n-points")},
-    "optimize": {"per_layer": ("--shared",), "grid": ("--no-grid",)},
+    "optimize": {"per_layer": ("--shared",)},
 }
 #: Help lines of flags whose meaning is the negation of their field.
 NEGATED_HELP: dict[str, str] = {
     "per_layer": "one W_std and b_std for all layers (default: per layer)",
-    "grid": "skip the empirical grid search",
+}
+
+
+class Switch(NamedTuple):
+    """A flag that sets a field without a command-line form to one value."""
+
+    flag: str
+    value: Any
+    help: str
+
+
+#: Fields whose values have no command-line form, set by a switch instead, by job and field.
+SWITCHES: dict[str, dict[str, Switch]] = {
+    "optimize": {"grid": Switch("--no-grid", False, "skip the empirical grid search")},
 }
 
 
@@ -174,14 +187,15 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(_shown(v) for v in value)
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:g}".replace("e-0", "e-").replace("e+0", "e+")
     if isinstance(value, int) and abs(value) >= 10_000:
         return f"{value:,}"
     return str(value)
 
 
 def _add_config_options(p: argparse.ArgumentParser, config: type,
-                        flags: Mapping[str, tuple[str, ...]]) -> None:
+                        flags: Mapping[str, tuple[str, ...]],
+                        switches: Mapping[str, Switch]) -> None:
     """One option per field of ``config`` that has a ``metadata["help"]`` line."""
     hints = typing.get_type_hints(config)
     for f in dataclasses.fields(config):
@@ -189,6 +203,11 @@ def _add_config_options(p: argparse.ArgumentParser, config: type,
         if text is None:
             continue  # not a command-line option
         default = _default(f)
+        if f.name in switches:
+            s = switches[f.name]
+            p.add_argument(s.flag, dest=f.name, action="store_const", const=s.value,
+                           default=default, help=s.help)
+            continue
         names = flags.get(f.name, ("--" + f.name.replace("_", "-"),))
         conv = _converter(hints[f.name], f.name)
         text = text.replace("%", "%%")  # argparse formats help lines with %
@@ -201,7 +220,7 @@ def _add_config_options(p: argparse.ArgumentParser, config: type,
             else:
                 p.add_argument(*names, dest=f.name, action="store_true", help=text)
             continue
-        shown = "" if default is None else f" (default {_shown(default)})"
+        shown = "" if default is None or "(default" in text else f" (default {_shown(default)})"
         p.add_argument(*names, dest=f.name, type=conv, default=default,
                        choices=f.metadata.get("choices"), help=text + shown)
 
@@ -244,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, job in _jobs().items():
         j = _sub(sub, name, job.help, job.description, job.epilog)
-        _add_config_options(j, job.config, FLAGS.get(name, {}))
+        _add_config_options(j, job.config, FLAGS.get(name, {}), SWITCHES.get(name, {}))
         _output_options(j, job.out.format(task="TASK"))
 
     pl = _sub(sub, "plot", "redraw the figures of a finished run from its JSON",

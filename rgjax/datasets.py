@@ -1,6 +1,6 @@
 """Regression tasks: the paper's binary MNIST / CIFAR-10 pools and a synthetic power-law task.
 
-Every loader returns a :class:`Task` (a frozen dataclass registered as a JAX pytree). Real-data
+Every loader returns a :class:`Task` (a frozen dataclass and JAX pytree). Real-data
 tasks are binary: the *first* class of the pair gets label ``+1``, the second ``-1``
 (``mnist-8-9``: digit 8 -> +1, digit 9 -> -1); inputs are flattened (row-major, HWC) and scaled
 to [0, 1] by dividing the 0..255 pixels by 255.
@@ -32,7 +32,6 @@ followed by ``os.replace`` so a crash never leaves a half-written cache.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib
 import logging
@@ -41,14 +40,18 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import NoReturn, TypedDict, Unpack
 
-import jax
 import numpy as np
 from tqdm import tqdm
+
+from rgjax._pytree import dataclass, field
+from rgjax._typing import PathLike
+from rgjax._validate import check_int
 
 __all__ = [
     "Task",
@@ -97,8 +100,31 @@ class DataNotAvailableError(FileNotFoundError):
 # ----------------------------------------------------------------------------------------------
 
 
-@jax.tree_util.register_pytree_node_class
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class ClassCounts(dict[str, int]):
+    """Points per class of a :class:`Task`: a read-only ``dict`` that can be hashed.
+
+    A task's metadata travels in its pytree definition, which ``jit`` hashes; a read-only dict
+    compares equal to the plain ``dict`` of the same counts and serialises to JSON like one.
+    """
+
+    # dict declares __hash__ = None (dicts are mutable); this one is read-only, so it may hash.
+    def __hash__(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[type[ClassCounts], tuple[dict[str, int]]]:
+        return ClassCounts, (dict(self),)  # unpickling must not go through __setitem__
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a Task's class_counts are read-only; build a new Task instead.")
+
+
+for _mutator in ("__setitem__", "__delitem__", "__ior__", "clear", "pop", "popitem", "setdefault",
+                 "update"):
+    setattr(ClassCounts, _mutator, ClassCounts._read_only)
+del _mutator
+
+
+@dataclass(eq=False)
 class Task:
     """A regression task: a pool of N inputs with targets.
 
@@ -112,24 +138,25 @@ class Task:
     - ``population_eigenvalues`` (n_modes,) and ``population_target_coefficients`` (n_modes,)
       float64: the exact spectrum and target of a synthetic task; None for real data.
 
-    Everything else is static metadata (pytree aux data).
+    Everything else is static metadata (part of the pytree definition); ``class_counts`` is kept
+    as a read-only :class:`ClassCounts`.
     """
 
     x: np.ndarray
     y: np.ndarray
-    name: str
-    source: str
-    class_counts: dict[str, int]
+    name: str = field(static=True)
+    source: str = field(static=True)
+    class_counts: Mapping[str, int] = field(static=True)
     labels: np.ndarray | None = None
-    classes: tuple[str, ...] = ()
-    image_shape: tuple[int, ...] | None = None
-    split: str | None = None
-    kernel: str | None = None
+    classes: tuple[str, ...] = field(static=True, default=())
+    image_shape: tuple[int, ...] | None = field(static=True, default=None)
+    split: str | None = field(static=True, default=None)
+    kernel: str | None = field(static=True, default=None)
     population_eigenvalues: np.ndarray | None = None
     population_target_coefficients: np.ndarray | None = None
 
-    _LEAVES = ("x", "y", "labels", "population_eigenvalues", "population_target_coefficients")
-    _STATIC = ("name", "source", "class_counts", "classes", "image_shape", "split", "kernel")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_counts", ClassCounts(self.class_counts))
 
     def __len__(self) -> int:
         return int(np.shape(self.x)[0])
@@ -155,28 +182,13 @@ class Task:
             parts.append(f"classes={self.classes!r} -> (+1, -1)")
         if self.class_counts:
             parts.append(f"class_counts={self.class_counts!r}")
-        for field in ("image_shape", "split", "kernel"):
-            value = getattr(self, field)
+        for name in ("image_shape", "split", "kernel"):
+            value = getattr(self, name)
             if value is not None:
-                parts.append(f"{field}={value!r}")
+                parts.append(f"{name}={value!r}")
         if self.population_eigenvalues is not None:
             parts.append(f"n_modes={int(np.shape(self.population_eigenvalues)[0])}")
         return f"Task({', '.join(parts)})"
-
-    def tree_flatten(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        children = tuple(getattr(self, f) for f in self._LEAVES)
-        # aux data must be hashable (jit caches on it): the dict travels as a tuple of pairs.
-        aux = tuple(
-            tuple(self.class_counts.items()) if f == "class_counts" else getattr(self, f)
-            for f in self._STATIC
-        )
-        return children, aux
-
-    @classmethod
-    def tree_unflatten(cls, aux: tuple[Any, ...], children: tuple[Any, ...]) -> Task:
-        static = dict(zip(cls._STATIC, aux, strict=True))
-        static["class_counts"] = dict(static["class_counts"])
-        return cls(**dict(zip(cls._LEAVES, children, strict=True)), **static)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,18 +228,14 @@ def _parse_name(name: str) -> tuple[str, int, int] | None:
     return dataset, ia, ib
 
 
-def _check_pool_size(pool_size: Any) -> int | None:
+def _check_pool_size(pool_size: int | None) -> int | None:
     if pool_size is None:
         return None
-    if isinstance(pool_size, bool) or not isinstance(pool_size, (int, np.integer)) or pool_size < 1:
-        raise ValueError(f"`pool_size` must be a positive integer or None, got {pool_size!r}.")
-    return int(pool_size)
+    return check_int(pool_size, "pool_size", 1, why="points in the pool, or None for all")
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}.")
-    return int(seed)
+def _check_seed(seed: int) -> int:
+    return check_int(seed, "seed", 0, why="the seed of the subsample or of the synthetic draw")
 
 
 def default_cache_dir() -> Path:
@@ -247,7 +255,7 @@ def _say(message: str, verbose: bool) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _require(module: str, purpose: str) -> Any:
+def _require(module: str, purpose: str) -> ModuleType:
     """Import ``module`` or raise ModuleNotFoundError naming the extra that provides it."""
     try:
         return importlib.import_module(module)
@@ -259,7 +267,7 @@ def _require(module: str, purpose: str) -> Any:
         ) from err
 
 
-def _import_tfds() -> Any:
+def _import_tfds() -> ModuleType:
     """tensorflow_datasets, plus importlib_resources which it needs without declaring it."""
     tfds = _require("tensorflow_datasets", "loading MNIST/CIFAR-10 through tensorflow-datasets")
     _require("importlib_resources", "tensorflow-datasets' `data_source`")
@@ -289,7 +297,7 @@ def _read_tfds_split(
     split: str,
     *,
     download: bool,
-    data_dir: str | os.PathLike | None,
+    data_dir: PathLike | None,
     verbose: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All records of a tfds split as (images (M, d) uint8, labels (M,) int64).
@@ -330,7 +338,7 @@ def _read_tfds_split(
 
 
 def _tfds_prepared(
-    tfds: Any, dataset: str, data_dir: Any, builder_kwargs: dict
+    tfds: ModuleType, dataset: str, data_dir: PathLike | None, builder_kwargs: dict[str, str]
 ) -> tuple[bool, str]:
     """(is the dataset prepared on disk, the folder tfds looks in)."""
     try:
@@ -498,7 +506,7 @@ def _tfds_split(
     split: str,
     *,
     download: bool,
-    data_dir: Any,
+    data_dir: PathLike | None,
     cache_dir: Path,
     verbose: bool,
 ) -> tuple[np.ndarray, np.ndarray, str]:
@@ -555,17 +563,16 @@ def synthetic_powerlaw_task(
     eigenvalues λ_k with Gaussian features ``φ_k(x) = x_k / sqrt(λ_k) = g_k`` and the target is
     ``Σ_k ȳ_k φ_k``. ``pool_size`` defaults to 2,000. Deterministic in ``seed`` (numpy PCG64).
     """
-    n = 2000 if pool_size is None else _check_pool_size(pool_size)
+    n = 2000 if pool_size is None else check_int(pool_size, "pool_size", 1)
     seed = _check_seed(seed)
-    if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 1:
-        raise ValueError(f"`n_modes` must be a positive integer, got {n_modes!r}.")
+    n_modes = check_int(n_modes, "n_modes", 1, why="modes of the power law")
     for label, value in (("alpha", alpha), ("beta", beta)):
         if not (np.isfinite(value) and value > -1):
             # > -1 keeps the spectrum and target decreasing in k (the mode order)
             raise ValueError(f"`{label}` must be finite and > -1, got {value!r}.")
-    lam = _powerlaw(int(n_modes), 1.0 + float(alpha))
-    ybar = np.sqrt(_powerlaw(int(n_modes), 1.0 + float(beta)))
-    g = np.random.default_rng(seed).standard_normal((n, int(n_modes)))
+    lam = _powerlaw(n_modes, 1.0 + float(alpha))
+    ybar = np.sqrt(_powerlaw(n_modes, 1.0 + float(beta)))
+    g = np.random.default_rng(seed).standard_normal((n, n_modes))
     return Task(
         x=g * np.sqrt(lam),
         y=g @ ybar,
@@ -584,6 +591,14 @@ def synthetic_powerlaw_task(
 # ----------------------------------------------------------------------------------------------
 
 
+class SyntheticOptions(TypedDict, total=False):
+    """Keyword arguments of :func:`synthetic_powerlaw_task` accepted by :func:`load_task`."""
+
+    n_modes: int
+    alpha: float
+    beta: float
+
+
 def load_task(
     name: str,
     *,
@@ -592,10 +607,10 @@ def load_task(
     seed: int = 0,
     split: str = "train",
     download: bool = False,
-    data_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
+    data_dir: PathLike | None = None,
+    cache_dir: PathLike | None = None,
     verbose: bool = True,
-    **synthetic_options: Any,
+    **synthetic_options: Unpack[SyntheticOptions],
 ) -> Task:
     """Load a task by name (see the module docstring for sources and caching).
 
@@ -616,6 +631,14 @@ def load_task(
 
     Returns:
       A :class:`Task` with ``x`` (N, d) and ``y`` (N,).
+
+    Examples:
+      >>> from rgjax.datasets import load_task
+      >>> task = load_task("synthetic-powerlaw", pool_size=100, n_modes=50)
+      >>> task.x.shape, task.y.shape, task.kernel
+      ((100, 50), (100,), 'linear')
+      >>> print(f"{task.population_eigenvalues.sum():.4f}")
+      1.0000
     """
     parsed = _parse_name(name)
     if source not in SOURCES:

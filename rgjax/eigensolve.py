@@ -35,7 +35,6 @@ at most ``max_iter`` cycles: it cannot hang); results are deterministic given ``
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Hashable
@@ -47,7 +46,7 @@ import numpy as np
 from jax.core import Tracer
 from jax.typing import DTypeLike
 
-from rgjax._pytree import dataclass
+from rgjax._pytree import dataclass, field
 from rgjax._typing import Array, ArrayLike, KeyLike
 from rgjax._validate import check_int, concrete, warn
 
@@ -151,19 +150,20 @@ class SolverOptions(TypedDict, total=False):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass
 class _Operator:
     """Static (hashable) half of an operator; its arrays travel separately as jit operands.
 
     ``apply(V, operands)`` computes ``K @ V``. For a ``functools.partial`` its array arguments
     are lifted into ``operands`` (so that jit does not bake them in as constants); the rest of
-    the arguments and the function itself are static.
+    the arguments and the function itself are static. Every field is static: the object is a
+    ``jit`` static argument, hashed and compared by value.
     """
 
-    func: Callable[..., Array] | None  # None: dense matrix, operands = (K,)
-    treedef: Hashable | None = None  # a PyTreeDef (args, kwargs) when func is set
-    static_leaves: tuple[Hashable, ...] = ()
-    is_array: tuple[bool, ...] = ()
+    func: Callable[..., Array] | None = field(static=True)  # None: dense matrix, operands = (K,)
+    treedef: Hashable | None = field(static=True, default=None)  # PyTreeDef of (args, kwargs)
+    static_leaves: tuple[Hashable, ...] = field(static=True, default=())
+    is_array: tuple[bool, ...] = field(static=True, default=())
 
     def apply(self, V: Array, operands: tuple[Array, ...]) -> Array:
         if self.func is None:
@@ -234,11 +234,11 @@ def _call_pytree(fn: Callable[[Array], Array], V: Array) -> Array:
 _EMPTY = jax.tree_util.tree_structure(((), {}))
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class _Call:
     """An opaque callable, hashed by identity (jit recompiles for a new callable object)."""
 
-    fn: Callable[[Array], Array]
+    fn: Callable[[Array], Array] = field(static=True)
 
     def __call__(self, V: Array) -> Array:
         return self.fn(V)
@@ -537,6 +537,16 @@ def topk_eigh(
     (``dw_i = v_iᵀ dK v_i``, through the matrix or the callable's array arguments). Eigenvector
     derivatives are not supported (they need the uncomputed modes) and come out NaN; use
     :func:`rgjax.from_gram` with ``method="dense"`` for those.
+
+    Examples:
+      >>> import numpy as np
+      >>> from rgjax.eigensolve import topk_eigh
+      >>> K = np.diag(0.8 ** np.arange(200.0))  # eigenvalues 1, 0.8, 0.64, ...
+      >>> res = topk_eigh(K, 3, block_size=4, basis_size=24)
+      >>> [f"{float(w):.4f}" for w in res.eigenvalues], bool(res.converged)
+      (['1.0000', '0.8000', '0.6400'], True)
+      >>> res.eigenvectors.shape
+      (200, 3)
     """
     op, operands, n, dtype = _check_operator(operator, n, dtype)
     k = check_int(k, "k", 1, n, f"at most the matrix size N={n}")
@@ -592,7 +602,7 @@ def warn_if_unconverged(report: SolverReport, *, basis_size: int, max_iter: int)
 def _as_key(key: KeyLike) -> Array:
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.PRNGKey(int(key))
-    if isinstance(key, Array) and (
+    if isinstance(key, jax.Array) and (
         jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)
     ):
         return key
@@ -621,7 +631,7 @@ def _check_operator(
             "`operator` must be an (N, N) array or a callable matvec(V) -> K @ V on (N, b) "
             f"blocks; got {type(operator).__name__}."
         )
-    K = as_auto_sharded(operator) if isinstance(operator, Array) else jnp.asarray(operator)
+    K = as_auto_sharded(operator) if isinstance(operator, jax.Array) else jnp.asarray(operator)
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise ValueError(f"`operator` must be a square (N, N) matrix; got shape {K.shape}.")
     if n is not None and n != K.shape[0]:

@@ -4,7 +4,8 @@ The posterior mean from η training points is ``f̄(x) = K(x, X_η) (K(X_η, X_�
 ``learning_curve`` measures its test error on a pool of N points: for every training-set size η it
 draws ``trials`` training sets of η distinct pool points, fits the GP on each and reports
 
-* the pool MSE ``(1/N) Σ_i (f̄(x_i) − y_i)²`` over all N pool points (docs/theory.md §2 convention), and
+* the pool MSE ``(1/N) Σ_i (f̄(x_i) − y_i)²`` over all N pool points (the convention of
+  docs/theory.md §2), and
 * the held-out MSE over the N − η pool points not in the training set,
 
 with their means over trials and standard errors ``std(ddof=1)/√trials``.
@@ -40,27 +41,34 @@ Design:
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.typing import DTypeLike
 from tqdm import tqdm
 
 from rgjax._pytree import dataclass, field
-from rgjax._sharding import shard_map
+from rgjax._trials import (
+    NESTED_STREAM,
+    Device,
+    Executor,
+    eigh_weights,
+    executor,
+    independent_chunk_size,
+    nested_chunk_size,
+    permutations,
+    run_independent,
+    run_nested,
+)
 from rgjax._typing import Array, ArrayLike, KeyLike, PathLike, Scalar
 from rgjax._validate import check_finite, check_int, check_sigma2, check_x64, concrete
-from rgjax.kernels import Kernel, gram
+from rgjax.kernels import Kernel, KernelFn, gram
 from rgjax.store import (
     RESULTS_FORMAT,
     EtaResults,
@@ -129,15 +137,15 @@ class LearningCurve:
     n_pool: int = field(static=True)
     nested: bool = field(static=True, default=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Record:
         """Plain Python lists/numbers, ready for ``json.dump`` (floats round-trip exactly)."""
-        out: dict[str, Any] = {f: np.asarray(getattr(self, f)).tolist() for f in _ARRAY_FIELDS}
+        out: Record = {f: np.asarray(getattr(self, f)).tolist() for f in _ARRAY_FIELDS}
         out.update(trials=int(self.trials), sigma2=float(self.sigma2), n_pool=int(self.n_pool),
                    nested=bool(self.nested))
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LearningCurve:
+    def from_dict(cls, d: Record) -> LearningCurve:
         """Inverse of ``to_dict``."""
         ints = {"etas", "n_fallback"}
         arrays = {
@@ -155,12 +163,12 @@ class LearningCurve:
 # --------------------------------------------------------------------------------------------
 
 
-def _float_dtype() -> Any:
+def _float_dtype() -> DTypeLike:
     # float64 when x64 is enabled (required for σ² = 1e-8); float32 otherwise, with a warning.
     return jnp.result_type(float)
 
 
-def _cholesky_weights(k: jax.Array, y: jax.Array, sigma2: jax.Array) -> jax.Array:
+def _cholesky_weights(k: Array, y: Array, sigma2: Array) -> Array:
     """α = (k + σ² I)⁻¹ y by Cholesky; NaN when the factorisation fails. k (η, η), y (η, ...).
 
     Reads the lower triangle of ``k`` only (no symmetrisation pass: kernels are symmetric).
@@ -172,16 +180,16 @@ def _cholesky_weights(k: jax.Array, y: jax.Array, sigma2: jax.Array) -> jax.Arra
 
 
 @jax.jit
-def _posterior_weights(k: jax.Array, y: jax.Array, sigma2: jax.Array) -> jax.Array:
+def _posterior_weights(k: Array, y: Array, sigma2: Array) -> Array:
     """Cholesky weights, or eigh weights when Cholesky produced NaN/Inf."""
     alpha = _cholesky_weights(k, y, sigma2)
     ok = jnp.all(jnp.isfinite(alpha))
-    return jax.lax.cond(ok, lambda: alpha, lambda: _eigh_weights(k, y, sigma2))
+    return jax.lax.cond(ok, lambda: alpha, lambda: eigh_weights(k, y, sigma2))
 
 
 def gp_posterior_mean(
-    k_train: Any, y_train: Any, k_test_train: Any, sigma2: float | jax.Array
-) -> jax.Array:
+    k_train: ArrayLike, y_train: ArrayLike, k_test_train: ArrayLike, sigma2: Scalar
+) -> Array:
     """Exact GP posterior mean ``f̄ = K(X*, X_η) (K(X_η, X_η) + σ² I)⁻¹ y_η``.
 
     Args:
@@ -201,15 +209,14 @@ def gp_posterior_mean(
     run). Only the lower triangle of ``k_train`` is read. On concrete inputs a non-finite result
     raises ``FloatingPointError``.
     """
-    k_train, y_train, k_test_train = _check_posterior_inputs(k_train, y_train, k_test_train)
+    k_tt, y_t, k_st = _check_posterior_inputs(k_train, y_train, k_test_train)
     check_sigma2(sigma2)
     if jnp.ndim(sigma2) != 0:
         raise ValueError(f"`sigma2` must be a scalar; got shape {jnp.shape(sigma2)}.")
     dtype = _float_dtype()
-    check_x64(dtype, sigma2, _max_abs_diag(k_train), what="GP solve")
-    sigma2 = jnp.asarray(sigma2, dtype)
-    mean = jnp.asarray(k_test_train, dtype) @ _posterior_weights(
-        jnp.asarray(k_train, dtype), jnp.asarray(y_train, dtype), sigma2
+    check_x64(dtype, sigma2, _max_abs_diag(k_tt), what="GP solve")
+    mean = jnp.asarray(k_st, dtype) @ _posterior_weights(
+        jnp.asarray(k_tt, dtype), jnp.asarray(y_t, dtype), jnp.asarray(sigma2, dtype)
     )
     m = concrete(mean)
     if m is not None and not np.all(np.isfinite(m)):
@@ -220,12 +227,15 @@ def gp_posterior_mean(
     return mean
 
 
-def _max_abs_diag(k: Any) -> Any:
+def _max_abs_diag(k: ArrayLike) -> float | None:
     d = concrete(k)
-    return None if d is None else (np.max(np.abs(np.diagonal(d))) if d.size else 0.0)
+    return None if d is None else (float(np.max(np.abs(np.diagonal(d)))) if d.size else 0.0)
 
 
-def _check_posterior_inputs(k_train: Any, y_train: Any, k_test_train: Any) -> tuple[Any, Any, Any]:
+def _check_posterior_inputs(
+    k_train: ArrayLike, y_train: ArrayLike, k_test_train: ArrayLike
+) -> tuple[Array | np.ndarray, Array | np.ndarray, Array | np.ndarray]:
+    """The three arrays (numpy unless already JAX), with their shapes and values checked."""
     k_train, y_train, k_test_train = (
         x if isinstance(x, jax.Array) else np.asarray(x) for x in (k_train, y_train, k_test_train)
     )
@@ -253,7 +263,7 @@ def _check_posterior_inputs(k_train: Any, y_train: Any, k_test_train: Any) -> tu
 # Training-set draws
 # --------------------------------------------------------------------------------------------
 
-def _as_key(key: Any) -> jax.Array:
+def _as_key(key: KeyLike) -> Array:
     """A typed PRNG key from a typed key, a legacy uint32[2] key, or an int seed."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.key(int(key))
@@ -272,7 +282,9 @@ def _as_key(key: Any) -> jax.Array:
     return jax.random.wrap_key_data(jnp.asarray(raw))
 
 
-def training_sets(key: Any, n: int, eta: int, trials: int, *, nested: bool = False) -> np.ndarray:
+def training_sets(
+    key: KeyLike, n: int, eta: int, trials: int, *, nested: bool = False
+) -> np.ndarray:
     """The training sets ``learning_curve`` uses: (trials, η) int array of distinct pool indices.
 
     Row t is trial t of training-set size η, drawn uniformly without replacement from
@@ -284,13 +296,11 @@ def training_sets(key: Any, n: int, eta: int, trials: int, *, nested: bool = Fal
       ``fold_in(fold_in(key, 0), t)``), so trial t's set for η is a prefix of its set for any
       larger η. Each set is still uniform; only sets of one trial at different η are correlated.
     """
-    n, eta, trials = int(n), int(eta), int(trials)
-    if not 0 < eta <= n:
-        raise ValueError(f"`eta` must satisfy 0 < eta <= n = {n}; got {eta}.")
-    if trials < 1:
-        raise ValueError(f"`trials` must be >= 1; got {trials}.")
-    stream = _NESTED_STREAM if nested else eta
-    perms = _permutations(_as_key(key), stream, jnp.arange(trials, dtype=jnp.int32), n)
+    n = check_int(n, "n", 1, why="the pool size")
+    eta = check_int(eta, "eta", 1, n, f"a training set drawn from the pool of n={n}")
+    trials = check_int(trials, "trials", 1)
+    stream = NESTED_STREAM if nested else eta
+    perms = permutations(_as_key(key), stream, jnp.arange(trials, dtype=jnp.int32), n)
     return np.asarray(perms[:, :eta])
 
 
@@ -299,11 +309,11 @@ def training_sets(key: Any, n: int, eta: int, trials: int, *, nested: bool = Fal
 # --------------------------------------------------------------------------------------------
 
 
-def _is_kernel(k: object) -> bool:
+def _is_kernel(k: object) -> TypeGuard[Kernel | KernelFn]:
     return callable(k) and not hasattr(k, "shape")
 
 
-def _gram_or_array(k: ArrayLike | Kernel, x: ArrayLike | None) -> ArrayLike:
+def _gram_or_array(k: ArrayLike | Kernel | KernelFn, x: ArrayLike | None) -> ArrayLike:
     """The (N, N) Gram matrix: ``k`` itself, or ``rgjax.kernels.gram(k, x)`` for a kernel object."""
     if _is_kernel(k):
         if x is None:
@@ -312,13 +322,13 @@ def _gram_or_array(k: ArrayLike | Kernel, x: ArrayLike | None) -> ArrayLike:
                 "as x=..., or pass the Gram matrix as `K`."
             )
         check_finite(x, "x")
-        return gram(k, x)  # pyright: ignore[reportArgumentType] (a kernel: _is_kernel)
+        return gram(k, x)
     if x is not None:
         raise ValueError(
             "`x` is only used when `K` is a kernel object; `K` is already a Gram matrix, "
             "so drop x=... (or pass the kernel as `K`)."
         )
-    return k  # pyright: ignore[reportReturnType] (not a kernel: an array)
+    return cast(ArrayLike, k)  # not a kernel object: a Gram matrix
 
 
 def _check_pool(k: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
@@ -382,7 +392,7 @@ def _check_settings(
 
 
 def learning_curve(
-    K: ArrayLike | Kernel,
+    K: ArrayLike | Kernel | KernelFn,
     y: ArrayLike,
     etas: Sequence[int] | ArrayLike,
     sigma2: Scalar,
@@ -396,7 +406,7 @@ def learning_curve(
     overwrite: bool = False,
     memory_budget: int = _DEFAULT_MEMORY_BUDGET,
     callback: Callable[[int, Record], None] | None = None,
-    devices: Sequence[jax.Device] | None = None,
+    devices: Sequence[Device] | None = None,
     nested: bool = False,
 ) -> LearningCurve:
     """Empirical learning curve of exact GP regression on a pool (docs/theory.md §2).
@@ -489,7 +499,7 @@ def learning_curve(
         loaded = load_results(path, fp, trials, overwrite)
     results = {eta: loaded.get(eta, EtaResults.empty(trials)) for eta in eta_list}
 
-    ex = _executor(devices)
+    ex = executor(devices)
     k_arr, y_arr = ex.replicate(k_arr), ex.replicate(y_arr)
     s2 = jnp.asarray(sigma2, k_arr.dtype)
 
@@ -520,7 +530,7 @@ def learning_curve(
 
 def _independent_loop(
     k: Array, y: Array, key: Array, eta_list: list[int], results: dict[int, EtaResults],
-    trials: int, sigma2: Array, chunk_size: int | None, memory_budget: int, ex: _Executor,
+    trials: int, sigma2: Array, chunk_size: int | None, memory_budget: int, ex: Executor,
     bar: tqdm, write: Callable[..., None],
 ) -> None:
     """Independent draws: the missing trials of each η in turn, in chunks."""
@@ -530,9 +540,9 @@ def _independent_loop(
         if not ids.size:
             continue
         bar.set_postfix_str(f"eta={eta}")
-        chunk = chunk_size or _independent_chunk_size(n, eta, trials, memory_budget, ex)
+        chunk = chunk_size or independent_chunk_size(n, eta, trials, memory_budget, ex)
         t0 = time.perf_counter()
-        pool, held, fallback = _run_independent(
+        pool, held, fallback = run_independent(
             k, y, key, eta, eta, ids, sigma2, chunk, ex, bar.update
         )
         write(eta, ids, pool, held, fallback, time.perf_counter() - t0)
@@ -540,7 +550,7 @@ def _independent_loop(
 
 def _nested_loop(
     k: Array, y: Array, key: Array, eta_list: list[int], results: dict[int, EtaResults],
-    trials: int, sigma2: Array, chunk_size: int | None, memory_budget: int, ex: _Executor,
+    trials: int, sigma2: Array, chunk_size: int | None, memory_budget: int, ex: Executor,
     bar: tqdm, write: Callable[..., None],
 ) -> None:
     """Nested draws: chunks of trials, each solved at every η it still lacks in one program."""
@@ -550,7 +560,7 @@ def _nested_loop(
     if not ids.size:
         return
     todo = [eta for eta, m in zip(eta_list, missing) if m.any()]
-    chunk = chunk_size or _nested_chunk_size(n, todo[-1], len(todo), trials, memory_budget, ex)
+    chunk = chunk_size or nested_chunk_size(n, todo[-1], len(todo), trials, memory_budget, ex)
     chunk = -(-chunk // ex.n_dev) * ex.n_dev  # whole trials per device
     bar.set_postfix_str(f"nested, eta<={todo[-1]}")
     for start in range(0, ids.size, chunk):
@@ -558,7 +568,7 @@ def _nested_loop(
         rows = [e for e in range(len(eta_list)) if missing[e, part].any()]
         etas_c = [eta_list[e] for e in rows]
         t0 = time.perf_counter()
-        pool, held, fallback = _run_nested(k, y, key, etas_c, part, sigma2, chunk, ex)
+        pool, held, fallback = run_nested(k, y, key, etas_c, part, sigma2, chunk, ex)
         seconds = time.perf_counter() - t0
         for j, e in enumerate(rows):
             new = missing[e, part]

@@ -1,18 +1,19 @@
-"""Non-Gaussian features: input-dependent ridge, functional RG flow, reweighted regression (THEORY §5).
+"""Non-Gaussian features: input-dependent ridge, functional RG flow, reweighted regression.
 
-Without the Gaussian-feature assumption, integrating out the greater modes ``k > κ`` leaves the
-input-dependent ridge ``σ²_κ(x) = σ² + Σ_{k>κ} λ_k φ_k(x)²`` (:func:`rgjax.rg.input_dependent_ridge`).
-The lesser theory becomes a spatially reweighted regression: the kept coefficients minimise
+docs/theory.md §5. Without the Gaussian-feature assumption, integrating out the greater modes
+``k > κ`` leaves the input-dependent ridge ``σ²_κ(x) = σ² + Σ_{k>κ} λ_k φ_k(x)²``
+(:func:`rgjax.rg.input_dependent_ridge`). The lesser theory becomes a spatially reweighted
+regression: the kept coefficients minimise
 
     Σ_{k≤κ} f_k²/(2λ_k) + (η/2) ⟨(f_<(x) − y(x))² / σ²_κ(x)⟩_μ,
 
-i.e. solve ``(Λ_<⁻¹ + η Φ_<ᵀ W Φ_< / N) f_< = η Φ_<ᵀ W y / N`` with ``W = diag(1/σ²_κ(x_i))``. With a
-constant weight ``1/(σ² + t_κ)`` this is exactly the Gaussian RG of THEORY §3; a non-constant weight
-couples modes that are orthogonal under μ.
+i.e. solve ``(Λ_<⁻¹ + η Φ_<ᵀ W Φ_< / N) f_< = η Φ_<ᵀ W y / N`` with ``W = diag(1/σ²_κ(x_i))``.
+With a constant weight ``1/(σ² + t_κ)`` this is exactly the Gaussian RG of docs/theory.md §3; a
+non-constant weight couples modes that are orthogonal under μ.
 
 :func:`reweighted_coefficients` solves the lesser theory for a given cutoff;
-:func:`mse_reweighted` turns it into a learning-curve prediction at the RG cutoff ``κ*(η, T)``, to be
-shown beside :func:`rgjax.theory.mse_rg`; :func:`functional_flow` summarises the flow
+:func:`mse_reweighted` turns it into a learning-curve prediction at the RG cutoff ``κ*(η, T)``, to
+be shown beside :func:`rgjax.theory.mse_rg`; :func:`functional_flow` summarises the flow
 ``σ²_{κ−1}(x) = σ²_κ(x) + λ_κ φ_κ(x)²`` over the pool.
 """
 
@@ -20,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rgjax._pytree import dataclass
+from rgjax._typing import Array, ArrayLike, Scalar
 from rgjax._validate import check_eta, check_sigma2, check_threshold, concrete
 from rgjax.rg import cutoff_traced, input_dependent_ridge, tail_masses
 from rgjax.spectrum import Spectrum
@@ -41,8 +42,8 @@ def _need_vectors(spec: Spectrum) -> None:
 
 
 def reweighted_coefficients(
-    spec: Spectrum, y: Any, eta: float, kappa: int, ridge: Any
-) -> jax.Array:
+    spec: Spectrum, y: ArrayLike, eta: Scalar, kappa: int, ridge: ArrayLike
+) -> Array:
     """Kept coefficients ``f_<`` (shape ``(κ,)``) of the reweighted lesser theory.
 
     Args:
@@ -70,14 +71,14 @@ def reweighted_coefficients(
 
 
 def mse_reweighted(
-    spec: Spectrum, y: Any, eta: Any, sigma2: float, threshold: float = 0.5
+    spec: Spectrum, y: ArrayLike, eta: ArrayLike, sigma2: float, threshold: float = 0.5
 ) -> np.ndarray:
     """Learning curve of the input-dependent-ridge (functional) RG, beside :func:`mse_rg`.
 
-    At each η the cutoff is the Gaussian RG's ``κ*(η, T)`` (THEORY §3). The kept modes are fitted
-    by the reweighted regression with ``W = 1/σ²_{κ*}(x_i)``; the greater modes are treated exactly as
-    in the Gaussian RG (EK factor with ``σ²_eff``), so that a constant ridge profile reproduces
-    :func:`rgjax.theory.mse_rg` identically:
+    At each η the cutoff is the Gaussian RG's ``κ*(η, T)`` (docs/theory.md §3). The kept modes
+    are fitted by the reweighted regression with ``W = 1/σ²_{κ*}(x_i)``; the greater modes are
+    treated exactly as in the Gaussian RG (EK factor with ``σ²_eff``), so that a constant ridge
+    profile reproduces :func:`rgjax.theory.mse_rg` identically:
 
         MSE = Σ_{k≤κ*} (f_k − y_k)² + Σ_{k>κ*} (σ²_eff/(σ²_eff + ηλ_k))² y_k²  (+ residual power).
 
@@ -108,7 +109,8 @@ def mse_reweighted(
             continue
         kap = int(kap)
         r_eff = sigma2 + (t[kap - 1] if kap > 0 else float(spec.trace))
-        greater = jnp.sum(((r_eff / (r_eff + e * lam[kap:])) ** 2) * yk2[kap:]) + spec.residual_power
+        ek = (r_eff / (r_eff + e * lam[kap:])) ** 2
+        greater = jnp.sum(ek * yk2[kap:]) + spec.residual_power
         if kap == 0:
             out[i] = float(greater)
             continue
@@ -118,7 +120,7 @@ def mse_reweighted(
     return out.reshape(np.shape(eta))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass
 class FunctionalFlow:
     """Distribution of the input-dependent ridge over the pool along the flow.
 
@@ -137,34 +139,45 @@ class FunctionalFlow:
     levels: np.ndarray
     cv: np.ndarray
 
-    def to_dict(self) -> dict:
-        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in dataclasses.fields(self)}
+    def to_dict(self) -> dict[str, list]:
+        """Plain lists, ready for ``json.dump``."""
+        fields = dataclasses.fields(self)
+        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in fields}
 
 
 def functional_flow(
     spec: Spectrum,
     sigma2: float,
-    kappas: Sequence[int] | None = None,
+    kappas: Sequence[int] | ArrayLike | None = None,
     levels: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
 ) -> FunctionalFlow:
-    """Summarise ``σ²_κ(x_i)`` over the pool for a sequence of cutoffs (THEORY §5 functional flow).
+    """Summarise ``σ²_κ(x_i)`` over the pool for a sequence of cutoffs (the functional flow).
+
+    docs/theory.md §5.
 
     Args:
+      spec: a spectrum with eigenvectors.
+      sigma2: bare ridge σ².
       kappas: cutoffs (default: 40 log-spaced values in ``[0, k − 1]``).
       levels: quantile levels reported per κ.
+
+    Returns:
+      A :class:`FunctionalFlow` over the ``m`` cutoffs.
     """
     _need_vectors(spec)
     check_sigma2(sigma2)
     if kappas is None:
         top = max(spec.n_modes - 1, 1)
-        kappas = np.unique(np.concatenate([[0], np.geomspace(1, top, 40).astype(int)]))
-    kap = np.asarray(kappas)
+        kap = np.unique(np.concatenate([[0], np.geomspace(1, top, 40).astype(int)]))
+    else:
+        kap = np.asarray(kappas)
     if concrete(kap) is None or kap.dtype.kind not in "iu":
         raise ValueError("`kappas` must be a sequence of integers.")
     ridge = np.asarray(input_dependent_ridge(spec, sigma2, jnp.asarray(kap)))  # (m, N)
     excess = ridge - sigma2
     mean_excess = excess.mean(axis=1)
-    cv = np.where(mean_excess > 0, excess.std(axis=1) / np.where(mean_excess > 0, mean_excess, 1), 0)
+    positive = mean_excess > 0
+    cv = np.where(positive, excess.std(axis=1) / np.where(positive, mean_excess, 1), 0)
     return FunctionalFlow(
         kappa=kap,
         mean=ridge.mean(axis=1),

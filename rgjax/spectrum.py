@@ -11,7 +11,7 @@ A :class:`Spectrum` may hold only the top ``k`` modes: everything downstream obt
 ``Σ_{k>κ} λ_k`` from :attr:`Spectrum.trace` (the mean kernel diagonal) and the target power outside
 the kept modes from :attr:`Spectrum.target_power`, so a truncated spectrum is a first-class object.
 
-Three ways to get one from a pool (DESIGN "Scale"):
+Three ways to get one from a pool:
 
 * :func:`from_gram` with ``method="dense"``: float64 ``eigh`` of the whole Gram matrix (all N
   modes; ``O(N³)``). On a GPU, matrices above 2³¹ bytes are beyond dense ``eigh``: rgjax then warns
@@ -287,6 +287,20 @@ def from_gram(
     hence ``y_k`` and every theory's curve — get NaN derivatives (they would need the uncomputed
     modes). Differentiate through ``"dense"``, or the eigenvector-free paths of
     :mod:`rgjax.optimize`.
+
+    Examples:
+      >>> import numpy as np
+      >>> from rgjax.spectrum import from_gram
+      >>> x = np.linspace(-1.0, 1.0, 50)
+      >>> K = np.exp(-((x[:, None] - x[None, :]) ** 2))  # an RBF Gram matrix, K_ii = 1
+      >>> spec = from_gram(K, np.sin(3 * x))
+      >>> spec.n_modes, spec.n_pool, spec.is_truncated
+      (50, 50, False)
+      >>> print(f"{float(spec.trace):.4f} {float(spec.eigenvalues[0]):.4f}")
+      1.0000 0.6446
+      >>> top = spec.truncate(5)  # the tail mass still comes from the trace
+      >>> print(top.n_modes, f"{float(top.tail_mass):.4f}")
+      5 0.0002
     """
     if method not in ("dense", "topk"):
         raise ValueError(f"unknown `method` {method!r}; available: 'dense', 'topk'.")

@@ -21,7 +21,6 @@ on another device, with different round-off, still matches.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -139,23 +138,26 @@ def fingerprint_diff(old: Record, new: Record) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
 class EtaResults:
     """Per-trial results of one η gathered from records (full or partial); filled in place.
 
     pool, held: (T,) pool and held-out MSE per trial (NaN where missing); have: (T,) bool, which
-    trials are present; n_fallback: trials solved by the eigh fallback.
+    trials are present; n_fallback: trials solved by the eigh fallback. A mutable accumulator,
+    not a result: :func:`rgjax.empirical.learning_curve` turns it into a ``LearningCurve``.
     """
 
-    pool: np.ndarray
-    held: np.ndarray
-    have: np.ndarray
-    n_fallback: int = 0
+    __slots__ = ("pool", "held", "have", "n_fallback")
+
+    def __init__(self, trials: int) -> None:
+        self.pool = np.full(trials, np.nan)
+        self.held = np.full(trials, np.nan)
+        self.have = np.zeros(trials, bool)
+        self.n_fallback = 0
 
     @classmethod
     def empty(cls, trials: int) -> EtaResults:
         """No trial present yet."""
-        return cls(np.full(trials, np.nan), np.full(trials, np.nan), np.zeros(trials, bool))
+        return cls(trials)
 
     def add(self, start: int, pool: ArrayLike, held: ArrayLike, n_fallback: int) -> None:
         """Trials ``start..start+len(pool)-1``; trials already present keep their first value."""

@@ -546,11 +546,9 @@ def mse_spectral_bias(
 # Resolvent (eigenvector-free) forms: the theories from a Gram matrix, exact gradients in K
 # ---------------------------------------------------------------------------------------------
 
-#: Objectives: the paper's RG, rgjax's learned-mode corrected RG (docs/theory.md §3b), spectral
-#: bias (§4).
+#: Objectives: the paper's RG, rgjax's RG with the learned-mode correction (§3b), spectral bias.
 OBJECTIVES = ("rg", "rg_dof", "spectral_bias")
-#: Gradient paths of :func:`mse_from_gram`: ``"resolvent"`` (no eigenvectors) or ``"eigen"``
-#: (through :func:`rgjax.spectrum.from_gram`'s eigenvectors).
+#: Gradient paths of :func:`mse_from_gram`: no eigenvectors, or through ``from_gram``'s.
 PATHS = ("resolvent", "eigen")
 
 
@@ -570,9 +568,7 @@ def check_path(path: Any) -> str:
 
 def check_temperature(temperature: ArrayLike | None) -> None:
     """The smooth-cutoff τ must be a finite scalar > 0 (None: the hard threshold)."""
-    if temperature is None:
-        return
-    t = concrete(temperature)
+    t = None if temperature is None else concrete(temperature)
     if t is not None and (t.ndim != 0 or not np.isfinite(t) or t <= 0):
         raise ValueError(
             f"`temperature` (smooth-cutoff τ) must be a finite scalar > 0, or None for the hard "
@@ -618,10 +614,8 @@ def _symmetric(K: Array) -> Array:
     return 0.5 * (K + K.T)
 
 
-def _rg_resolvent(
-    K: Array, y: Array, eta: Array, sigma2: ArrayLike, threshold: ArrayLike,
-    temperature: ArrayLike | None, dof_correction: bool,
-) -> Array:
+def _rg_resolvent(K: Array, y: Array, eta: Array, sigma2: ArrayLike, threshold: ArrayLike,
+                  temperature: ArrayLike | None, dof_correction: bool) -> Array:
     spec = from_gram(K, y)  # only the eigenvalues are used: their derivative is exact
 
     def one(e: Array) -> Array:
@@ -648,10 +642,8 @@ def _sb_resolvent(K: Array, y: Array, eta: Array, sigma2: ArrayLike, noise: Arra
     return _over_eta(one, eta)
 
 
-def _validate_gram_call(
-    K: ArrayLike, y: ArrayLike, eta: ArrayLike, sigma2: ArrayLike,
-    threshold: ArrayLike | None = None,
-) -> None:
+def _validate_gram_call(K: ArrayLike, y: ArrayLike, eta: ArrayLike, sigma2: ArrayLike,
+                        threshold: ArrayLike | None = None) -> None:
     if jnp.ndim(K) != 2 or jnp.shape(K)[0] != jnp.shape(K)[1]:
         raise ValueError(f"`K` must be a square (N, N) Gram matrix; got shape {jnp.shape(K)}.")
     if jnp.shape(y) != (jnp.shape(K)[0],):
@@ -734,10 +726,9 @@ def mse_spectral_bias_resolvent(
     )
 
 
-def mse_from_gram_traced(
-    K: Array, y: Array, eta: Array, sigma2: ArrayLike, threshold: ArrayLike,
-    temperature: ArrayLike, noise: ArrayLike, *, objective: str, path: str, hard: bool,
-) -> Array:
+def mse_from_gram_traced(K: Array, y: Array, eta: Array, sigma2: ArrayLike, threshold: ArrayLike,
+                         temperature: ArrayLike, noise: ArrayLike, *, objective: str, path: str,
+                         hard: bool) -> Array:
     """Unvalidated, traceable core of :func:`mse_from_gram`; ``hard`` ignores ``temperature``."""
     temp = None if hard else temperature
     K = _symmetric(K)

@@ -116,11 +116,12 @@ def test_job_options_are_the_config_fields_with_their_defaults():
             if "help" not in f.metadata:
                 continue
             assert f.name in opts, (name, f.name)
-            action = opts[f.name]
-            if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
-                assert action.default == f.default, (name, f.name)
+            action, default = opts[f.name], cli._default(f)
+            if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction
+                          | argparse._StoreConstAction):
+                assert action.default == default, (name, f.name)
             else:
-                assert action.default == f.default and f.metadata["help"] in action.help, (
+                assert action.default == default and f.metadata["help"] in action.help, (
                     name, f.name)
         assert {"out", "no_plots", "quiet"} <= set(opts)
 
@@ -155,6 +156,11 @@ def test_parsed_options_build_the_configs():
     assert (g.n_points, g.high_modes) == (9, (7, 8))
     t = cli._config(ToyConfig, parser.parse_args(["toy", "--lambdas-greater", "0,0.2,0.4"]))
     assert t.lambdas_greater == (0.0, 0.2, 0.4) and t.m == 5_000_000
+    opt = cli._jobs()["optimize"].config
+    o = cli._config(opt, parser.parse_args(["optimize", "--no-grid", "--shared"]))
+    assert (o.grid, o.per_layer) == (False, False)
+    o = cli._config(opt, parser.parse_args(["optimize"]))
+    assert o == opt() and o.per_layer is True
     assert math.isclose(CurveConfig().W_std, math.sqrt(2.0))
     with pytest.raises(SystemExit):
         parser.parse_args(["curve", "--source", "internet"])

@@ -22,8 +22,8 @@ SECTIONS = ("1", "2", "3", "3b", "4", "5", "6", "7", "8")
 def test_mkdocs_builds_strict(tmp_path):
     pytest.importorskip("mkdocstrings", reason="docs toolchain is part of the test extra")
     out = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f", str(ROOT / "mkdocs.yml"),
-         "-d", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+         "-f", str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert out.returncode == 0, out.stderr[-4000:] + out.stdout[-2000:]
@@ -72,7 +72,8 @@ def _sources() -> list[Path]:
 def test_theory_citations_resolve():
     """Every "docs/theory.md §N" (also "§§N, M" and "§N–M") names a section that exists."""
     known = set(_theory_sections())
-    cite = re.compile(r"docs/theory\.md\s*(?:``)?\s*§§?\s*([0-9]+b?(?:\s*(?:[,–-]|and)\s*§?[0-9]+b?)*)")
+    cite = re.compile(
+        r"docs/theory\.md\s*(?:``)?\s*§§?\s*([0-9]+b?(?:\s*(?:[,–-]|and)\s*§?[0-9]+b?)*)")
     bad = []
     for path in _sources():
         for m in cite.finditer(path.read_text(encoding="utf-8")):
@@ -94,7 +95,7 @@ def _notebook_text(path: Path) -> str:
 
 #: Things that belong to one machine or one workplace, not to the project.
 _WORKPLACE = re.compile(
-    r"/work/|/tmp/|/home/|site-packages|\.venv/|\bvenv/|THEORY\.md|THEORY §|\bissue #?\d"
+    r"/work/|/tmp/|/home/|site-packages|\.venv/|THEORY\.md|THEORY §|\bissue #?\d"
     r"|\b(?:was|were|is|are|been|be|not) lent\b|shared folder"
 )
 

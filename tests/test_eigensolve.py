@@ -356,7 +356,7 @@ def test_from_matvec_and_from_gram_errors(pool):
         spectrum.from_matvec(mv, y, K_TOP, trace=1e-6)
     with pytest.raises(TypeError, match="callable"):
         spectrum.from_matvec(K, y, 8, diagonal=diag)
-    with pytest.raises(ValueError, match=r"`k` must lie in \[1, N=800\]"):
+    with pytest.raises(ValueError, match=r"`k` must be an integer in \[1, 800\]"):
         spectrum.from_matvec(mv, y, 0, diagonal=diag)
     with pytest.raises(ValueError, match="`y` must have shape"):
         spectrum.from_matvec(mv, y[:, None], 8, diagonal=diag)

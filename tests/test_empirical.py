@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from rgjax import empirical
+from rgjax import _trials, empirical
+from rgjax._trials import padded_size
 from rgjax.empirical import LearningCurve, gp_posterior_mean, learning_curve, training_sets
 
 N = 60
@@ -292,7 +293,7 @@ def test_fingerprint_mismatch_is_an_error_unless_overwrite(pool, tmp_path):
         ({"etas": [2.5]}, r"`etas` must be integers"),
         ({"etas": []}, r"`etas` must be a non-empty"),
         ({"trials": 1}, r"`trials` must be an integer >= 2.*standard error"),
-        ({"trials": 2.0}, r"`trials`"),
+        ({"trials": 2.5}, r"`trials` must be an integer"),
         ({"chunk_size": 0}, r"`chunk_size`"),
         ({"key": "seed"}, r"`key` must be a JAX PRNG key"),
         ({"x": np.ones((N, 3))}, r"`x` is only used when `K` is a kernel"),
@@ -304,6 +305,15 @@ def test_learning_curve_bad_inputs(pool, change, match):
     K_, y_, etas, s2 = args.pop("K"), args.pop("y"), args.pop("etas"), args.pop("sigma2")
     with pytest.raises(ValueError, match=match):
         learning_curve(K_, y_, etas, s2, progress=False, **args)
+
+
+def test_integral_float_counts_are_accepted(pool):
+    # Counts go through rgjax._validate.check_int: 2.0 is the integer 2 (2.5 is rejected above).
+    _, K, y = pool
+    a = learning_curve(K, y, [5], SIGMA2, trials=2, key=0, progress=False)
+    b = learning_curve(K, y, [5], SIGMA2, trials=2.0, key=0, progress=False)
+    assert b.trials == 2
+    np.testing.assert_array_equal(a.mse_pool_trials, b.mse_pool_trials)
 
 
 def test_kernel_without_x_is_an_error(pool):
@@ -488,7 +498,7 @@ def test_looped_and_vmapped_trials_agree_above_512(monkeypatch):
     K, y = rbf_pool(n)[1:]
     results = {}
     for looped in (True, False):
-        monkeypatch.setattr(empirical, "_sequential", lambda ex, size, looped=looped: looped)
+        monkeypatch.setattr(_trials, "_sequential", lambda ex, size, looped=looped: looped)
         results[looped] = [
             learning_curve(K, y, [eta], s2, trials=2, key=5, progress=False, nested=nested)
             for nested in (False, True)
@@ -505,10 +515,10 @@ def test_looped_and_vmapped_trials_agree_above_512(monkeypatch):
 
 def test_padded_sizes():
     # η <= 512 share a few compiled system sizes (capped at the pool size); above, exact.
-    assert [empirical._padded_size(e, 4000) for e in (1, 8, 9, 32, 33, 129, 512)] == [
+    assert [padded_size(e, 4000) for e in (1, 8, 9, 32, 33, 129, 512)] == [
         8, 8, 32, 32, 128, 512, 512
     ]
-    assert empirical._padded_size(513, 4000) == 513 and empirical._padded_size(59, 60) == 60
+    assert padded_size(513, 4000) == 513 and padded_size(59, 60) == 60
 
 
 def test_bad_nested_argument(pool):

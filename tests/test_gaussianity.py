@@ -1,6 +1,6 @@
-"""Feature-mode Gaussianity diagnostics (docs/theory.md §6): the fits against asymptotic theory and scipy,
-the report and crossover rule, a real bundled pool, the `run_gaussianity` pipeline and its figures,
-and named errors for bad inputs.
+"""Feature-mode Gaussianity diagnostics (docs/theory.md §6): the fits against asymptotic theory and
+scipy, the report and crossover rule, a real bundled pool, the ``rgjax gaussianity`` job and its
+figures, and named errors for bad inputs.
 
 Shapes are shared between tests on purpose: the jitted diagnostics core compiles once per
 (N, column bucket), which dominates the runtime on 2 cores.
@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -163,6 +164,15 @@ def _report(modes, diff) -> dict:
     return {"modes": modes, "loglik_gauss": [0.0] * len(modes), "loglik_cauchy": list(diff)}
 
 
+def test_report_is_a_pytree_of_its_fourteen_arrays(synthetic):
+    rep = mode_diagnostics(_spectrum_from_columns(synthetic), [1, 2, 3, 4])
+    leaves, treedef = jax.tree_util.tree_flatten(rep)
+    assert len(leaves) == 14 and all(np.shape(leaf) == (4,) for leaf in leaves)
+    back = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert back.n_points == N_SYN and back.better == rep.better  # n_points is static
+    assert gs.subset(rep, [3, 1]).modes.tolist() == [3, 1]
+
+
 def test_crossover_rule():
     k = [1, 2, 4, 8, 16, 32]
     assert crossover(_report(k, [-1, 0.2, -0.1, -0.3, 0.1, 0.5])) == 16  # isolated low win ignored
@@ -231,7 +241,7 @@ def test_run_gaussianity_end_to_end(tmp_path):
     for f in FIGURES:
         assert (out / f).stat().st_size > 10_000
     # the figures redraw from the JSON alone
-    redo = plotting.plot_gaussianity(json.loads(path.read_text()), tmp_path / "redo")
+    redo = plotting.save_gaussianity_figures(json.loads(path.read_text()), tmp_path / "redo")
     assert sorted(p.name for p in redo.values()) == sorted(FIGURES)
     assert all(p.stat().st_size > 10_000 for p in redo.values())
 
@@ -240,8 +250,8 @@ def test_figures_tolerate_missing_parts():
     # a results dict without features / refinement / crossover still draws
     res = {"sweep": _report([1, 2, 4], [-0.1, -0.2, -0.3]), "crossover": None}
     res["sweep"].update(ks_gauss=[0.1] * 3, ks_cauchy=[0.2] * 3, excess_kurtosis=[0.0, 1.0, -1.0])
-    for fn in (plotting.gaussianity_pair, plotting.gaussianity_tails,
-               plotting.gaussianity_sweep_plot):
+    for fn in (plotting.plot_gaussianity_pair, plotting.plot_gaussianity_tails,
+               plotting.plot_gaussianity_sweep):
         assert fn(res) is not None
         assert fn({}) is not None
 

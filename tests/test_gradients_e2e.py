@@ -209,10 +209,10 @@ def _degenerate_case(n=30, seed=0):
 
 DEGENERATE = {
     # η = 2 keeps the block far below the threshold (L ≈ 0.07): σ²_eff is a symmetric function
-    "spectral_bias": lambda K, y, path: opt.mse_from_gram(
+    "spectral_bias": lambda K, y, path: theory.mse_from_gram(
         K, y, 2.0, 1e-3, objective="spectral_bias", path=path),
-    "rg_hard": lambda K, y, path: opt.mse_from_gram(K, y, 2.0, 1e-3, temperature=None, path=path),
-    "rg_dof_smooth": lambda K, y, path: opt.mse_from_gram(
+    "rg_hard": lambda K, y, path: theory.mse_from_gram(K, y, 2.0, 1e-3, temperature=None, path=path),
+    "rg_dof_smooth": lambda K, y, path: theory.mse_from_gram(
         K, y, 2.0, 1e-3, objective="rg_dof", temperature=0.02, path=path),
 }
 

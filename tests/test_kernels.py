@@ -577,6 +577,8 @@ def test_gram_device_and_operator_arguments_raise_clear_errors():
         gram(kernel, x, sharding="rows")
     with pytest.raises(ValueError, match="must split the rows"):
         gram(kernel, x, sharding=NamedSharding(mesh, PartitionSpec(None, "r")))
+    with pytest.raises(ValueError, match="Mesh of devices; got a mesh of type AbstractMesh"):
+        gram(kernel, x, sharding=NamedSharding(mesh.abstract_mesh, PartitionSpec("r")))
     with pytest.raises(ValueError, match="ends on spatial layers"):
         gram(serial(Conv(), Relu()), np.ones((2, 3, 3, 1)))
     with pytest.raises(ValueError, match="ends on spatial layers"):

@@ -1,7 +1,9 @@
 """rgjax.optimize: optax loops over the differentiable theory (σ² optimum known in closed form and
-from a fine grid of the theory), one compilation per fit, learning-curve fits, the `optimize` job,
-its figures, and named errors for bad inputs."""
+from a fine grid of the theory), one compilation per fit, frozen parameters with any optimiser,
+learning-curve fits, the `optimize` job (rgjax.jobs.optimize), its figures, and named errors for
+bad inputs."""
 
+import dataclasses
 import json
 
 import jax
@@ -12,6 +14,7 @@ import pytest
 
 from rgjax import datasets, plotting, from_eigenvalues, powerlaw, theory
 from rgjax import optimize as opt
+from rgjax.jobs.optimize import RESULTS_FILE, OptimizeConfig, format_table, run
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,31 @@ def test_fit_kernel_one_compilation_and_decreasing_objective(synthetic):
     assert d["n_traces"] == 1 and len(d["final"]["W_std"]) == 2
 
 
+def test_frozen_parameters_stay_put_with_any_optimizer(synthetic):
+    # L-BFGS uses the gradient and the loss along a line search: with frozen leaves it must see
+    # (and its line search evaluate) the trainable ones only
+    x, y = synthetic
+    init = opt.init_params(1, sigma2=1e-2)
+    for optimizer in (optax.lbfgs(), optax.adamw(0.05, weight_decay=0.1)):
+        fit = opt.fit_kernel(x, y=y, eta=15.0, depth=1, steps=5, optimizer=optimizer, init=init,
+                             trainable=("b_std", "sigma2"))
+        assert np.all(fit.W_std == fit.W_std[0]) and not np.all(fit.b_std == fit.b_std[0])
+        assert fit.final_loss < fit.initial_loss and fit.n_traces == 1
+
+
+def test_fit_results_are_pytrees(synthetic):
+    x, y = synthetic
+    fit = opt.fit_kernel(x, y=y, eta=15.0, depth=1, steps=2, init=opt.init_params(1, sigma2=1e-2))
+    doubled = jax.tree_util.tree_map(lambda v: 2 * v, fit)
+    assert isinstance(doubled, opt.FitResult) and doubled.config == fit.config
+    np.testing.assert_array_equal(doubled.loss, 2 * fit.loss)
+    assert doubled.kernel.layers[-1].W_std == 2 * fit.kernel.layers[-1].W_std
+    curve = opt.fit_curve(np.geomspace(5, 500, 6), np.geomspace(5, 500, 6) ** -0.5)
+    leaves = jax.tree_util.tree_leaves(curve)
+    assert any(np.shape(v) == (6,) for v in leaves)
+    assert not any(isinstance(v, str) for v in leaves)  # model and config are static
+
+
 def test_hard_threshold_fit_skips_not_applicable_steps_with_a_warning(synthetic):
     x, y = synthetic
     # beyond η_max (≈ 12.5 here) no mode is below T: the hard RG is NaN (not applicable)
@@ -132,9 +160,9 @@ def small_run(tmp_path_factory):
     mp.setenv("RGJAX_CACHE", str(out / "cache"))
     lines = []
     try:
-        res = opt.run_optimize("mnist-0-1", out, eta=10, steps=3, trials=2, source="bundled",
-                               pool_size=60, grid=((1.0, 2.0), (0.1, 1.0)), curve_etas=(5,),
-                               progress=False, log=lines.append)
+        cfg = OptimizeConfig(task="mnist-0-1", eta=10, steps=3, trials=2, source="bundled",
+                             pool_size=60, grid=((1.0, 2.0), (0.1, 1.0)), curve_etas=(5,))
+        res = run(cfg, out, progress=False, log=lines.append)
     finally:
         mp.undo()
     return out, res, lines
@@ -142,7 +170,8 @@ def small_run(tmp_path_factory):
 
 def test_run_optimize_writes_json_and_figures(small_run):
     out, res, lines = small_run
-    on_disk = json.loads((out / "optimize.json").read_text())
+    on_disk = json.loads((out / RESULTS_FILE).read_text())
+    assert RESULTS_FILE == "optimize.json"
     assert on_disk["summary"] == res["summary"]
     for key in ("config", "versions", "task", "fit", "etas", "initial", "final", "grid", "summary",
                 "timings"):
@@ -164,14 +193,22 @@ def test_run_optimize_writes_json_and_figures(small_run):
     for f in ("optimize_loss.png", "optimize_mse.png", "optimize_grid.png"):
         assert (out / f).stat().st_size > 10_000
     assert any("gradient optimum" in line for line in lines)
+    assert format_table(res) in lines
+    # the config block records every setting of the run (its keys are part of the file format)
+    assert res["config"] == {
+        "task": "mnist-0-1", "source": "bundled", "pool_size": 60, "eta": 10, "objective": "rg",
+        "steps": 3, "learning_rate": 0.05, "optimizer": "adam", "trials": 2, "seed": 0,
+        "threshold": 0.5, "temperature": 0.05, "depth": 2, "activation": "relu",
+        "W_std": pytest.approx(np.sqrt(2.0)), "b_std": 0.1, "sigma2": 1e-8, "per_layer": True,
+        "grid": [[1.0, 2.0], [0.1, 1.0]], "path": "resolvent"}
 
 
 def test_figures_tolerate_missing_parts(small_run, tmp_path):
     _, res, _ = small_run
     bare = dict(res, grid=None, initial={}, fit={"loss": [None, 1.0]})
-    written = plotting.plot_optimize(bare, tmp_path)
+    written = plotting.save_optimize_figures(bare, tmp_path)
     assert set(written) == {"optimize_loss", "optimize_mse"}
-    fig = plotting.optimize_grid(bare)
+    fig = plotting.plot_optimize_grid(bare)
     assert fig.axes
 
 
@@ -211,10 +248,9 @@ def _xy():
     (lambda: opt.fit_curve([1, 2, 3], [1, 0.0, 0.2]), ValueError, "mse"),
     (lambda: opt.fit_curve([1, 2, 3], [1, 0.5, 0.2], model="rg_threshold"), ValueError, "spec"),
     (lambda: opt.fit_curve([1, 2, 3], [1, 0.5, 0.2], steps=0), ValueError, "steps"),
-    (lambda: opt.run_optimize("mnist-0-1", "/nonexistent", grid=((1.0,), ())), ValueError, "grid"),
-    (lambda: opt.run_optimize("mnist-0-1", "/nonexistent", objective="ek"), ValueError,
-     "objective"),
-    (lambda: opt.run_optimize("mnist-0-1", "/nonexistent", trials=1), ValueError, "trials"),
+    (lambda: run(OptimizeConfig(grid=((1.0,), ())), "/nonexistent"), ValueError, "grid"),
+    (lambda: run(OptimizeConfig(objective="ek"), "/nonexistent"), ValueError, "objective"),
+    (lambda: run(OptimizeConfig(trials=1), "/nonexistent"), ValueError, "trials"),
 ])
 def test_bad_inputs_raise_named_errors(call, err, needle):
     with pytest.raises(err, match=needle):
@@ -224,4 +260,11 @@ def test_bad_inputs_raise_named_errors(call, err, needle):
 def test_run_optimize_rejects_eta_beyond_the_pool(tmp_path):
     task = datasets.synthetic_powerlaw_task(20, n_modes=5)
     with pytest.raises(ValueError, match="eta"):
-        opt.run_optimize(task, tmp_path, eta=20, progress=False, log=None)
+        run(OptimizeConfig(eta=20), tmp_path, task=task, progress=False, log=None)
+
+
+def test_config_fields_carry_their_help():
+    for f in dataclasses.fields(OptimizeConfig):
+        assert f.metadata.get("help"), f.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        OptimizeConfig().eta = 5  # type: ignore[misc]

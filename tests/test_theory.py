@@ -1,4 +1,5 @@
-"""Learning-curve theories: identities, limits, a second algorithm, gradients (THEORY §§2–4)."""
+"""Learning-curve theories: identities, limits, a second algorithm, gradients, and the
+eigenvector-free resolvent forms from a Gram matrix (docs/theory.md §§2–4)."""
 
 import jax
 import jax.numpy as jnp
@@ -75,7 +76,8 @@ def test_rg_tends_to_ek_when_sigma2_dominates_tail():
 
 
 def test_corrected_rg_matches_spectral_bias_on_split_spectrum():
-    # 10 strong modes and 20,000 weak ones: learned modes each use up one data point (THEORY §3b)
+    # 10 strong modes and 20,000 weak ones: learned modes each use up one data point
+    # (docs/theory.md §3b)
     m, n_weak = 10, 20_000
     lam = np.concatenate([np.full(m, 0.99 / m), np.full(n_weak, 0.01 / n_weak)])
     yk = np.concatenate([np.full(m, np.sqrt(0.8 / m)), np.full(n_weak, np.sqrt(0.2 / n_weak))])
@@ -219,7 +221,8 @@ def test_not_applicable_range_gives_nan_and_finite_gradients_elsewhere():
 
 
 def _literal_mse_rg(lam, yk, eta, s2, T, dof):
-    """THEORY §3/§3b literally: scan the learnabilities from the top mode, then EK with σ²_eff."""
+    """docs/theory.md §3/§3b literally: scan the learnabilities from the top mode, then EK with
+    σ²_eff."""
     t = np.array([lam[k + 1:].sum() for k in range(len(lam))])
     kept = len(lam)
     for k in range(len(lam)):  # 0-based: k modes above this one
@@ -294,7 +297,7 @@ def test_ek_sums_to_a_few_ulp_over_many_modes():
 
 
 def _brentq_theory(lam, yk, eta, s2, noise=0.0):
-    """κ by scipy brentq to full precision, then γ and E_g as written in THEORY §4."""
+    """κ by scipy brentq to full precision, then γ and E_g as written in docs/theory.md §4."""
     f = lambda kap: kap - s2 - kap * np.sum(lam / (eta * lam + kap))  # noqa: E731
     kap = brentq(f, s2, s2 + lam.sum(), xtol=1e-300, rtol=1e-15, maxiter=500)
     d = eta * lam + kap
@@ -361,3 +364,49 @@ def test_gradients_on_the_grid_path():
     # ∂κ/∂η < 0 on every η
     dk = jax.grad(lambda e: jnp.sum(theory.kappa(_spec_from(lam, yk), e, 1e-3)))(etas)
     assert np.all(np.asarray(dk) < 0)
+
+
+# ---- resolvent (eigenvector-free) forms, from a Gram matrix ---------------------------------
+
+
+def test_resolvent_forms_equal_the_spectrum_forms():
+    K, y = rbf_gram(70, seed=3)
+    spec = from_gram(K, y)
+    etas = jnp.array([2.0, 7.0, 20.0])
+    for dof in (False, True):
+        for temperature in (None, 0.05):
+            want = theory.mse_rg(spec, etas, 1e-3, 0.5, dof_correction=dof, temperature=temperature)
+            got = theory.mse_rg_resolvent(K, y, etas, 1e-3, 0.5, dof_correction=dof,
+                                          temperature=temperature)
+            np.testing.assert_allclose(got, want, rtol=1e-9, equal_nan=True)
+    want = theory.mse_spectral_bias(spec, etas, 1e-3, 0.01)
+    np.testing.assert_allclose(theory.mse_spectral_bias_resolvent(K, y, etas, 1e-3, 0.01), want,
+                               rtol=1e-9)
+    for objective in theory.OBJECTIVES:
+        values = [theory.mse_from_gram(K, y, etas, 1e-3, objective=objective, path=p)
+                  for p in theory.PATHS]
+        np.testing.assert_allclose(values[0], values[1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda K, y: theory.mse_from_gram(K, y, 3.0, 1e-3, objective="ek"), "objective"),
+    (lambda K, y: theory.mse_from_gram(K, y, 3.0, 1e-3, path="svd"), "path"),
+    (lambda K, y: theory.mse_from_gram(K[:, :3], y, 3.0, 1e-3), "square"),
+    (lambda K, y: theory.mse_from_gram(K, y[:3], 3.0, 1e-3), "`y`"),
+    (lambda K, y: theory.mse_rg_resolvent(K, y, 3.0, 1e-3, temperature=-1.0), "temperature"),
+    (lambda K, y: theory.mse_rg_resolvent(K, y, 3.0, 1e-3, threshold=1.5), "threshold"),
+    (lambda K, y: theory.mse_spectral_bias_resolvent(K, y, 3.0, 1e-3, noise=-0.1), "noise"),
+    (lambda K, y: theory.mse_from_gram(K, y, 3.0, 1e-3, noise=0.1), "noise"),
+])
+def test_resolvent_forms_name_bad_inputs(call, needle):
+    K, y = rbf_gram(10)
+    with pytest.raises(ValueError, match=needle):
+        call(K, y)
+
+
+def test_eigenlearning_is_a_pytree():
+    out = theory.eigenlearning(powerlaw(50), jnp.array([3.0, 30.0]), 1e-3)
+    doubled = jax.tree_util.tree_map(lambda v: 2 * v, out)
+    assert isinstance(doubled, theory.Eigenlearning)
+    np.testing.assert_array_equal(doubled.kappa, 2 * out.kappa)
+    assert len(jax.tree_util.tree_leaves(out)) == 5

@@ -252,6 +252,21 @@ def test_same_seed_same_numbers():
     assert a.n_devices == 1 and a.to_dict()["n_devices"] == 1
 
 
+def test_problem_and_result_are_pytrees():
+    # σ² is the problem's one leaf (degrees, target and n fix shapes); the Monte Carlo result
+    # keeps its arrays and timings as leaves and its counts as static metadata
+    assert jax.tree_util.tree_leaves(PAPER) == [400.0]
+    doubled = jax.tree_util.tree_map(lambda v: 2 * v, PAPER)
+    assert (doubled.degrees, doubled.terms, doubled.n, doubled.sigma2) == ((1, 2), ((5, 1.0),),
+                                                                           100, 800.0)
+    mc = toy.monte_carlo(SMALL, SMALL_LAMBDAS, 3_000, seed=7, chunk_size=1024, progress=False)
+    leaves, treedef = jax.tree_util.tree_flatten(mc)
+    assert len(leaves) == 6  # σ², lambdas, mean, cov, compile_s, run_s
+    back = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert (back.m, back.seed, back.chunk_size, back.n_devices) == (3_000, 7, 1024, 1)
+    np.testing.assert_array_equal(back.coef_se, mc.coef_se)
+
+
 def test_monte_carlo_sharded_over_devices_matches_one_device():
     code = textwrap.dedent("""
         import json

@@ -23,7 +23,7 @@ def test_gram_shape_errors():
         from_gram(K[:, :9], y)
     with pytest.raises(ValueError, match=r"`y` must have shape"):
         from_gram(K, y[:9])
-    with pytest.raises(ValueError, match=r"`k` must lie"):
+    with pytest.raises(ValueError, match=r"`k` must be an integer in \[1, 10\]"):
         from_gram(K, y, k=11)
 
 

@@ -1,4 +1,4 @@
-"""The results folder of a job: strict JSON written atomically, versions, figures drawn from disk."""
+"""A job's results folder: strict JSON written atomically, versions, figures drawn from disk."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ Plotter = Callable[[Mapping[str, Any], Path], Mapping[str, Path]]
 
 
 def versions() -> dict[str, Any]:
-    """Versions of rgjax and its dependencies, the platform and the devices (stored with results)."""
+    """Versions of rgjax and its dependencies, the platform and the devices (kept with results)."""
     return {
         "rgjax": __version__,
         "jax": jax.__version__,

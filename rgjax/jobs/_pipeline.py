@@ -110,7 +110,7 @@ def default_etas(n_pool: int, n: int = 12, lo: int = 5) -> np.ndarray:
 
     Examples:
       >>> print(default_etas(1000, n=5).tolist())
-      [5, 17, 50, 158, 500]
+      [5, 16, 50, 158, 500]
     """
     hi = max(lo + 1, n_pool // 2)
     return np.unique(np.round(np.geomspace(lo, hi, n)).astype(int))

@@ -210,8 +210,9 @@ def _results(cfg: CurveConfig, pool: Pool, etas: np.ndarray, theories: dict[str,
         "slopes": slopes,
         "timings": timings,
     }
-    if task.population_eigenvalues is not None:
-        pop = from_eigenvalues(task.population_eigenvalues, task.population_target_coefficients)
+    lam, ybar = task.population_eigenvalues, task.population_target_coefficients
+    if lam is not None and ybar is not None:  # a synthetic task's exact population spectrum
+        pop = from_eigenvalues(lam, ybar)
         results["population_theory"] = theory_curves(pop, etas, cfg.sigma2, (cfg.threshold,))
     return results
 

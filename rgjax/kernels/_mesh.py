@@ -52,7 +52,7 @@ def _user_sharding(sharding: object) -> NamedSharding:
         )
     if not isinstance(sharding.mesh, Mesh):
         raise ValueError(
-            "`sharding` must be defined on a jax.sharding.Mesh of devices; got a "
+            "`sharding` must be defined on a jax.sharding.Mesh of devices; got a mesh of type "
             f"{type(sharding.mesh).__name__}."
         )
     return NamedSharding(sharding.mesh, P(spec[0], None))

@@ -29,8 +29,6 @@ __all__ = [
 NA_TEXT = "RG n/a\n(no mode below T)"
 
 
-
-
 def threshold_keys(block: object) -> list[str]:
     """Threshold keys of a ``theory.rg``-style dict, sorted by numeric value."""
     if not isinstance(block, Mapping):
@@ -107,7 +105,7 @@ def _label_side(ax: Axes, start: float, etas: np.ndarray | None,
 
 
 def shade_not_applicable(ax: Axes, start: float, stop: float, etas: np.ndarray | None = None,
-                          curves: Sequence[np.ndarray | None] = (), text: str = NA_TEXT) -> None:
+                         curves: Sequence[np.ndarray | None] = (), text: str = NA_TEXT) -> None:
     """Light grey band over [start, stop] on the (log) x axis, with a label inside it.
 
     The label goes horizontally when the band is wide enough, else vertically; at the top or the

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, SupportsFloat, TypeAlias, overload
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "as_array",
     "as_flags",
     "as_float",
+    "errorbar_points",
+    "eta_limits",
     "figure_title",
     "finish",
     "fit_len",
@@ -167,26 +170,6 @@ def log_limits(values: Sequence[np.ndarray | None], pad: float = 1.6) -> tuple[f
     return float(allv.min()) / pad, float(allv.max()) * pad
 
 
-def eta_limits(etas: np.ndarray) -> tuple[float, float]:
-    """Log-axis limits of an η grid: its positive range widened by a factor 1.25 each side."""
-    e = etas[np.isfinite(etas) & (etas > 0)]
-    if e.size == 0:
-        return 1.0, 10.0
-    return float(e.min()) / 1.25, float(e.max()) * 1.25
-
-
-def errorbar_points(ax: Axes, etas: np.ndarray, y: np.ndarray, se: np.ndarray | None, key: str,
-              **kw: Any) -> ErrorbarContainer:
-    """Empirical points with SE error bars clipped to stay positive on a log axis."""
-    yp = positive(y)
-    yerr = None
-    if se is not None:
-        se = np.where(np.isfinite(se), np.abs(se), 0.0)
-        yerr = np.vstack([np.minimum(se, 0.9 * np.nan_to_num(yp)), se])
-    return ax.errorbar(etas, yp, yerr=yerr, color=COLORS[key], label=LABELS[key].long, gid=key,
-                       capsize=2.5, linestyle="none", zorder=4, **kw)
-
-
 # ----------------------------------------------------------------------------------------------
 # text
 
@@ -269,3 +252,24 @@ def no_data(ax: Axes, what: str) -> None:
     """A grey "no … in results" note in the middle of an empty panel."""
     ax.text(0.5, 0.5, f"no {what} in results", ha="center", va="center",
             transform=ax.transAxes, color="0.4")
+
+
+def eta_limits(etas: np.ndarray) -> tuple[float, float]:
+    """Log-axis limits of an η grid: its positive range widened by a factor 1.25 each side."""
+    e = etas[np.isfinite(etas) & (etas > 0)]
+    if e.size == 0:
+        return 1.0, 10.0
+    return float(e.min()) / 1.25, float(e.max()) * 1.25
+
+
+def errorbar_points(ax: Axes, etas: np.ndarray, y: np.ndarray, se: np.ndarray | None,
+                    key: str, **kw: Any) -> ErrorbarContainer:
+    """Empirical points (``key``: "empirical" or "heldout", for colour and label) with SE error
+    bars clipped to stay positive on a log axis."""
+    yp = positive(y)
+    yerr = None
+    if se is not None:
+        se = np.where(np.isfinite(se), np.abs(se), 0.0)
+        yerr = np.vstack([np.minimum(se, 0.9 * np.nan_to_num(yp)), se])
+    return ax.errorbar(etas, yp, yerr=yerr, color=COLORS[key], label=LABELS[key].long, gid=key,
+                       capsize=2.5, linestyle="none", zorder=4, **kw)

@@ -26,9 +26,16 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
+from rgjax.plotting._rgblocks import (
+    main_threshold,
+    na_start,
+    rg_curve,
+    shade_not_applicable,
+    threshold_key,
+    threshold_keys,
+)
 from rgjax.plotting._style import (
     COLORS,
     LABELS,
@@ -39,6 +46,8 @@ from rgjax.plotting._style import (
     as_array,
     as_flags,
     as_float,
+    errorbar_points,
+    eta_limits,
     figure_title,
     finish,
     fit_len,
@@ -77,13 +86,14 @@ def _empirical_points(ax: Axes, results: Results, etas: np.ndarray,
     drawn: list[np.ndarray | None] = []
     y = fit_len(as_array(emp.get("mse_pool")), n)
     if y is not None:
-        errorbar_points(ax, etas, y, fit_len(as_array(emp.get("mse_pool_se")), n), "empirical",
-                  marker="o", ms=5)
+        se = fit_len(as_array(emp.get("mse_pool_se")), n)
+        errorbar_points(ax, etas, y, se, "empirical", marker="o", ms=5)
         drawn.append(positive(y))
     yh = fit_len(as_array(emp.get("mse_heldout")), n)
     if heldout and yh is not None:
-        errorbar_points(ax, etas, yh, fit_len(as_array(emp.get("mse_heldout_se")), n), "heldout",
-                  marker="o", ms=5, mfc="none", elinewidth=0.8)
+        se = fit_len(as_array(emp.get("mse_heldout_se")), n)
+        errorbar_points(ax, etas, yh, se, "heldout", marker="o", ms=5, mfc="none",
+                        elinewidth=0.8)
         drawn.append(positive(yh))
     return drawn
 
@@ -641,8 +651,8 @@ def _functional_curves(a: Axes, results: Results, etas: np.ndarray, t: str | Non
     drawn: list[np.ndarray | None] = []
     y = positive(fit_len(as_array(emp.get("mse_pool")), etas.size))
     if y is not None:
-        errorbar_points(a, etas, y, fit_len(as_array(emp.get("mse_pool_se")), etas.size), "empirical",
-                  marker="o", ms=4.5)
+        se = fit_len(as_array(emp.get("mse_pool_se")), etas.size)
+        errorbar_points(a, etas, y, se, "empirical", marker="o", ms=4.5)
         drawn.append(y)
     curves = (
         ("rg", "RG, paper (Gaussian features, σ²_eff)", "tab:blue", "-"),
