@@ -12,7 +12,6 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -21,10 +20,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from rgjax._pytree import dataclass, field
 from rgjax._sharding import shard_map
-from rgjax._typing import Array
+from rgjax._typing import Array, Device
 
 __all__ = [
-    "Device",
     "NESTED_STREAM",
     "Executor",
     "eigh_weights",
@@ -36,10 +34,6 @@ __all__ = [
     "run_independent",
     "run_nested",
 ]
-
-# jax exports its device class as a variable (``jax.Device = xla_client.Device``), which type
-# checkers reject in annotations; this alias names it once.
-Device: TypeAlias = jax.Device  # pyright: ignore[reportInvalidTypeForm]
 
 
 def eigh_weights(k: Array, y: Array, sigma2: Array) -> Array:

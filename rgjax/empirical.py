@@ -56,7 +56,6 @@ from tqdm import tqdm
 from rgjax._pytree import dataclass, field
 from rgjax._trials import (
     NESTED_STREAM,
-    Device,
     Executor,
     eigh_weights,
     executor,
@@ -66,7 +65,7 @@ from rgjax._trials import (
     run_independent,
     run_nested,
 )
-from rgjax._typing import Array, ArrayLike, KeyLike, PathLike, Scalar
+from rgjax._typing import Array, ArrayLike, Device, KeyLike, PathLike, Scalar
 from rgjax._validate import check_finite, check_int, check_sigma2, check_x64, concrete
 from rgjax.kernels import Kernel, KernelFn, gram
 from rgjax.store import (
