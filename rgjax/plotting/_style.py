@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, SupportsFloat, TypeAlias, overload
 
@@ -39,12 +39,14 @@ __all__ = [
     "finish",
     "fit_len",
     "fmt",
+    "FigureFn",
     "get_axes",
     "log_limits",
     "mapping",
     "nested",
     "no_data",
     "positive",
+    "write_figures",
 ]
 
 #: A parsed results file (``results.json``, ``toy.json``, …): JSON objects, lists and numbers.
@@ -246,6 +248,26 @@ def finish(fig: Figure, path: PathLike | None) -> Figure:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=DPI)
     return fig
+
+
+#: A figure function as the job writers call it: ``fn(results, path)``.
+FigureFn: TypeAlias = Callable[[Results, Path], Figure]
+
+
+def write_figures(results: Results, out: PathLike,
+                  figures: Sequence[tuple[str, FigureFn]]) -> dict[str, Path]:
+    """Draw each ``(name, fn)`` of ``figures`` into ``out/name.png`` (folder created if needed).
+
+    Returns:
+      ``{name: path}`` of the files written.
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, fn in figures:
+        written[name] = folder / f"{name}.png"
+        fn(results, written[name])
+    return written
 
 
 def no_data(ax: Axes, what: str) -> None:

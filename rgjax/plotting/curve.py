@@ -19,7 +19,7 @@ label says so wherever it appears.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from rgjax.plotting._style import (
     LABELS,
     STYLES,
     AxesLike,
+    FigureFn,
     PathLike,
     Results,
     as_array,
@@ -58,6 +59,7 @@ from rgjax.plotting._style import (
     nested,
     no_data,
     positive,
+    write_figures,
 )
 
 __all__ = [
@@ -117,21 +119,16 @@ def _theory_lines(
     core: list[np.ndarray | None] = []
     tsuffix = f", T = {tkey}" if tkey is not None else ""
     na_from = None
-    rg_block = nested(theory, "rg", tkey) if tkey is not None else None
-    if rg_block is not None:
-        y_rg, ok = rg_curve(rg_block, n)
-        if y_rg is not None:
-            ax.plot(etas, y_rg, STYLES["rg"], color=COLORS["rg"], lw=2, gid="rg",
-                    label=lab("rg", tsuffix), zorder=3)
-            core.append(y_rg)
-            na_from = na_start(etas, ok, as_float(nested(rg_block, "eta_max")))
-    dof_block = nested(theory, "rg_dof", tkey) if tkey is not None else None
-    if dof_block is not None:
-        y_dof, _ = rg_curve(dof_block, n)
-        if y_dof is not None:
-            ax.plot(etas, y_dof, STYLES["rg_dof"], color=COLORS["rg_dof"], lw=2, gid="rg_dof",
-                    label=lab("rg_dof", tsuffix), zorder=3)
-            core.append(y_dof)
+    for key in ("rg", "rg_dof"):
+        block = nested(theory, key, tkey) if tkey is not None else None
+        y, ok = rg_curve(block, n)  # (None, …) when the block is missing
+        if y is None:
+            continue
+        ax.plot(etas, y, STYLES[key], color=COLORS[key], lw=2, gid=key,
+                label=lab(key, tsuffix), zorder=3)
+        core.append(y)
+        if key == "rg":  # only the paper's RG has a not-applicable range to shade
+            na_from = na_start(etas, ok, as_float(nested(block, "eta_max")))
     y_sb = fit_len(positive(as_array(theory.get("spectral_bias"))), n)
     if y_sb is not None:
         ax.plot(etas, y_sb, STYLES["spectral_bias"], color=COLORS["spectral_bias"], lw=2.2,
@@ -751,16 +748,9 @@ def save_curve_figures(results: Results, out: PathLike) -> dict[str, Path]:
     Returns:
       ``{name: path}`` of the files written.
     """
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    figures: list[tuple[str, Callable[[Results, Path], Figure]]] = [
+    figures: list[tuple[str, FigureFn]] = [
         ("learning_curves", plot_learning_curves), ("threshold_sweep", plot_threshold_sweep),
         ("ridge_flow", plot_ridge_flow), ("spectrum", plot_spectrum)]
     if "functional_flow" in results or "rg_reweighted" in mapping(results.get("theory")):
         figures.append(("functional_rg", plot_functional_rg))
-    written: dict[str, Path] = {}
-    for name, fn in figures:
-        p = folder / f"{name}.png"
-        fn(results, p)
-        written[name] = p
-    return written
+    return write_figures(results, out, figures)

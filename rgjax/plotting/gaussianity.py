@@ -14,7 +14,7 @@ modes only.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from rgjax.plotting._style import (
     AxesLike,
+    FigureFn,
     PathLike,
     Results,
     as_array,
@@ -35,6 +36,7 @@ from rgjax.plotting._style import (
     mapping,
     nested,
     no_data,
+    write_figures,
 )
 
 __all__ = [
@@ -380,15 +382,8 @@ def save_gaussianity_figures(results: Results, out: PathLike) -> dict[str, Path]
     Returns:
       ``{name: path}`` of the files written.
     """
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    figures: tuple[tuple[str, Callable[[Results, Path], Figure]], ...] = (
+    figures: tuple[tuple[str, FigureFn], ...] = (
         ("gaussianity_pair", plot_gaussianity_pair),
         ("gaussianity_tails", plot_gaussianity_tails),
         ("gaussianity_sweep", plot_gaussianity_sweep))
-    written: dict[str, Path] = {}
-    for name, fn in figures:
-        p = folder / f"{name}.png"
-        fn(results, p)
-        written[name] = p
-    return written
+    return write_figures(results, out, figures)

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from rgjax.plotting._style import (
     AxesLike,
+    FigureFn,
     PathLike,
     Results,
     as_array,
@@ -29,6 +30,7 @@ from rgjax.plotting._style import (
     mapping,
     nested,
     positive,
+    write_figures,
 )
 
 __all__ = [
@@ -274,15 +276,8 @@ def save_optimize_figures(results: Results, out: PathLike) -> dict[str, Path]:
     Returns:
       ``{name: path}`` of the files written.
     """
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    figures: list[tuple[str, Callable[[Results, Path], Figure]]] = [
+    figures: list[tuple[str, FigureFn]] = [
         ("optimize_loss", plot_optimize_loss), ("optimize_mse", plot_optimize_mse)]
     if isinstance(results.get("grid"), Mapping):
         figures.append(("optimize_grid", plot_optimize_grid))
-    written: dict[str, Path] = {}
-    for name, fn in figures:
-        p = folder / f"{name}.png"
-        fn(results, p)
-        written[name] = p
-    return written
+    return write_figures(results, out, figures)

@@ -29,6 +29,7 @@ from rgjax.plotting._style import (
     mapping,
     nested,
     no_data,
+    write_figures,
 )
 
 __all__ = ["plot_toy_predictor", "save_toy_figures"]
@@ -200,7 +201,4 @@ def save_toy_figures(results: Results, out: PathLike) -> dict[str, Path]:
     Returns:
       ``{"toy": path}``.
     """
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    plot_toy_predictor(results, folder / "toy.png")
-    return {"toy": folder / "toy.png"}
+    return write_figures(results, out, [("toy", plot_toy_predictor)])
