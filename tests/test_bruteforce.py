@@ -55,7 +55,7 @@ def test_corrected_rg_within_25_percent(measured):
 
 
 def test_paper_rg_low_by_at_most_a_factor_two_and_drifting(measured):
-    """The paper's RG drops the learned-mode factor 1/(1 − κ*/η) ≥ 1 (THEORY §3b), so it must lie
+    """The paper's RG drops the learned-mode factor 1/(1 − κ*/η) ≥ 1 (docs/theory.md §3b), so it must lie
     *below* the simulation, increasingly with η. Measured here (seed 1234): ratio 0.57, 0.54, 0.50,
     0.45 at η = 50, 100, 200, 400 — within a factor 2 up to η = 200 (η_max ≈ 888), a factor 2.2
     low at η = 400. The issue's expectation "within a factor 2 where it applies" therefore holds

@@ -95,7 +95,7 @@ def _notebook_text(path: Path) -> str:
 
 #: Things that belong to one machine or one workplace, not to the project.
 _WORKPLACE = re.compile(
-    r"/work/|/tmp/|/home/|site-packages|\.venv/|THEORY\.md|THEORY §|\bissue #?\d"
+    r"/tmp/|/home/|site-packages|\.venv/|THEORY\.md|THEORY §|\bissue #?\d"
     r"|\b(?:was|were|is|are|been|be|not) lent\b|shared folder"
 )
 

@@ -1,4 +1,4 @@
-"""Reweighted lesser-mode regression and the functional flow (THEORY §5)."""
+"""Reweighted lesser-mode regression and the functional flow (docs/theory.md §5)."""
 
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,4 @@
-"""RG flow, learnabilities, cutoff and effective ridge against literal implementations of THEORY §3."""
+"""RG flow, learnabilities, cutoff and effective ridge against literal implementations of docs/theory.md §3."""
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ from _helpers import powerlaw_arrays, rbf_gram
 
 
 def literal_cutoff(lam, sigma2, eta, T, dof=False):
-    """THEORY §3 / §3b written as a plain loop: scan from the top mode, stop at the first L_k < T."""
+    """docs/theory.md §3 / §3b written as a plain loop: scan from the top mode, stop at the first L_k < T."""
     n = len(lam)
     for k in range(1, n + 1):  # 1-based mode index
         t_k = sum(lam[k:])

@@ -20,7 +20,7 @@ def test_from_gram_matches_numpy_eigh_and_conventions():
     np.testing.assert_allclose(spec.target_coefficients**2, (v.T @ y / np.sqrt(n)) ** 2, atol=1e-12)
     vec = np.asarray(spec.eigenvectors)
     np.testing.assert_allclose((vec * (n * np.asarray(spec.eigenvalues))) @ vec.T, K, atol=1e-10)
-    # THEORY §1: Σ y_k² = mean y², Σ λ_k = mean K_ii, features orthonormal under the pool measure
+    # docs/theory.md §1: Σ y_k² = mean y², Σ λ_k = mean K_ii, features orthonormal under the pool measure
     np.testing.assert_allclose(np.sum(spec.target_coefficients**2), np.mean(y**2), rtol=1e-12)
     np.testing.assert_allclose(spec.trace, np.trace(K) / n, rtol=1e-14)
     np.testing.assert_allclose(np.sum(spec.eigenvalues), spec.trace, rtol=1e-10)

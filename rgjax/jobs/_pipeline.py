@@ -99,7 +99,7 @@ class Pool:
     kernel: Kernel
     K: Array | np.ndarray
     spec: Spectrum
-    timings: dict[str, float] = field(static=True, default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def default_etas(n_pool: int, n: int = 12, lo: int = 5) -> np.ndarray:
