@@ -7,11 +7,11 @@ computation is the same function, validated on the first concrete call by the ca
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 __all__ = [
     "RgjaxWarning",
@@ -38,7 +38,7 @@ def warn(message: str, stacklevel: int = 3) -> None:
     warnings.warn(message, RgjaxWarning, stacklevel=stacklevel)
 
 
-def concrete(x: Any) -> np.ndarray | None:
+def concrete(x: object) -> np.ndarray | None:
     """Return ``x`` as a numpy array, or ``None`` when it is a JAX tracer (inside jit/grad)."""
     if x is None:
         return None
@@ -48,7 +48,7 @@ def concrete(x: Any) -> np.ndarray | None:
         return None
 
 
-def check_finite(x: Any, name: str) -> None:
+def check_finite(x: object, name: str) -> None:
     """Raise ``ValueError`` naming ``name`` when ``x`` holds NaN or Inf."""
     a = concrete(x)
     if a is None or a.dtype.kind not in "fc":
@@ -60,7 +60,7 @@ def check_finite(x: Any, name: str) -> None:
         )
 
 
-def check_sigma2(sigma2: Any, name: str = "sigma2") -> None:
+def check_sigma2(sigma2: object, name: str = "sigma2") -> None:
     """The ridge must be finite and strictly positive."""
     a = concrete(sigma2)
     if a is None:
@@ -72,7 +72,7 @@ def check_sigma2(sigma2: Any, name: str = "sigma2") -> None:
         )
 
 
-def check_threshold(threshold: Any, name: str = "threshold") -> None:
+def check_threshold(threshold: object, name: str = "threshold") -> None:
     """The learnability threshold T must lie in the open interval (0, 1)."""
     a = concrete(threshold)
     if a is None:
@@ -84,7 +84,7 @@ def check_threshold(threshold: Any, name: str = "threshold") -> None:
         )
 
 
-def check_eta(eta: Any, name: str = "eta", n_max: int | None = None) -> None:
+def check_eta(eta: object, name: str = "eta", n_max: int | None = None) -> None:
     """Training-set sizes must be finite and > 0 (and at most ``n_max`` when given)."""
     a = concrete(eta)
     if a is None:
@@ -99,7 +99,7 @@ def check_eta(eta: Any, name: str = "eta", n_max: int | None = None) -> None:
         )
 
 
-def check_x64(dtype: Any, sigma2: Any, scale: Any, what: str = "spectrum") -> None:
+def check_x64(dtype: DTypeLike, sigma2: object, scale: object, what: str = "spectrum") -> None:
     """Warn when float32 cannot resolve ``sigma2`` relative to ``scale`` (e.g. the kernel trace)."""
     if jnp.dtype(dtype) != jnp.float32:
         return
@@ -114,8 +114,10 @@ def check_x64(dtype: Any, sigma2: Any, scale: Any, what: str = "spectrum") -> No
         )
 
 
-def as_float_array(x: Any, name: str) -> jax.Array:
+def as_float_array(x: ArrayLike | None, name: str) -> jax.Array:
     """Convert to a floating JAX array (float64 when x64 is on), validating finiteness."""
+    if x is None:
+        raise ValueError(f"`{name}` is required (got None).")
     check_finite(x, name)
     arr = jnp.asarray(x)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
@@ -123,19 +125,21 @@ def as_float_array(x: Any, name: str) -> jax.Array:
     return arr
 
 
-def check_int(value: Any, name: str, lo: int, hi: int | None = None, why: str = "") -> int:
+def check_int(value: object, name: str, lo: int, hi: int | None = None, why: str = "") -> int:
     """Return ``value`` as an ``int`` in ``[lo, hi]``, or raise ``ValueError`` naming ``name``.
 
     Integral floats (``5.0``, ``1e6``) are accepted and converted, as a user expects of a count;
     booleans, fractions, NaN and anything out of range are rejected. ``why`` explains the bound.
     """
-    ok = not isinstance(value, (bool, np.bool_))
-    try:
-        ok = ok and float(value).is_integer()
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok or value < lo or (hi is not None and value > hi):
+    number = float("nan")
+    if not isinstance(value, (bool, np.bool_, str, bytes)):  # "5" is text, not a count
+        try:
+            number = float(value)  # pyright: ignore[reportArgumentType]  # anything float() takes
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if not number.is_integer() or number < lo or (hi is not None and number > hi):
         bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         reason = f" ({why})" if why else ""
         raise ValueError(f"`{name}` must be an integer {bounds}{reason}; got {value!r}.")
-    return int(value)
+    # exact for Python and numpy integers beyond 2**53, where the float is only a check
+    return int(value) if isinstance(value, (int, np.integer)) else int(number)

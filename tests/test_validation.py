@@ -134,3 +134,14 @@ def test_theory_shape_and_value_contracts(shape, log_eta, log_s2, alpha, thresho
     assert np.all((np.asarray(kap) >= s2 * (1 - 1e-12)) & (np.asarray(kap) <= s2 + 1 + 1e-9))
     kk = np.asarray(cut.kappa)
     assert np.all((kk >= 0) & (kk <= 300))
+
+
+def test_check_int_accepts_integral_counts_and_names_the_argument():
+    from rgjax._validate import check_int
+
+    assert check_int(5, "n", 1) == 5 and check_int(5.0, "n", 1) == 5 and check_int(1e6, "m", 2) == 10**6
+    assert check_int(np.int64(7), "n", 1, 10) == 7
+    assert check_int(2**60 + 1, "n", 1) == 2**60 + 1  # exact beyond float precision
+    for bad in (5.5, True, np.bool_(True), float("nan"), float("inf"), "5", None, 0, 11):
+        with pytest.raises(ValueError, match=r"`n` must be an integer in \[1, 10\] \(why\)"):
+            check_int(bad, "n", 1, 10, why="why")
