@@ -40,6 +40,9 @@ Non-Gaussian features (:mod:`rgjax.nongaussian`, :mod:`rgjax.gaussianity`, :mod:
 Optimisation (:mod:`rgjax.optimize`): :func:`predicted_mse` (differentiable end to end),
 :func:`fit_kernel`, :func:`fit_curve`.
 
+Compile cache (:mod:`rgjax.compile_cache`): :func:`enable_compile_cache` keeps JAX's compiled
+programs on disk so the next process skips compiling them (the ``rgjax`` command does it).
+
 Layout: this namespace is the core, the maths alone. The command-line jobs (``rgjax curve``,
 ``gaussianity``, ``toy``, ``optimize``) live in :mod:`rgjax.jobs`, one module each with a frozen
 ``Config`` and ``run(cfg, out)``; their figures in :mod:`rgjax.plotting`, which reads results
@@ -48,6 +51,7 @@ dictionaries only. Neither is imported here: imports go one way, core → jobs/p
 
 from rgjax._validate import RgjaxWarning
 from rgjax._version import __version__
+from rgjax.compile_cache import enable as enable_compile_cache
 from rgjax.datasets import Task, load_task
 from rgjax.eigensolve import topk_eigh
 from rgjax.empirical import LearningCurve, gp_posterior_mean, learning_curve
@@ -117,4 +121,6 @@ __all__ = [
     "toy_monte_carlo",
     # optimisation
     "predicted_mse", "fit_kernel", "fit_curve",
+    # compile cache
+    "enable_compile_cache",
 ]

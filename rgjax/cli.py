@@ -10,7 +10,11 @@ Subcommands:
 * ``rgjax demo``   — a 10-second tour of the public API on a small synthetic pool.
 * ``rgjax plot DIR`` — redraw the figures of a finished run from its JSON.
 * ``rgjax doctor`` — the environment: JAX version and devices, float64, optional dependencies,
-  bundled data, cache folder.
+  bundled data, cache folders.
+
+The jobs and ``demo`` keep JAX's compiled programs in a persistent cache
+(:mod:`rgjax.compile_cache`), so a second run skips most compilation; ``--no-compile-cache`` or
+``RGJAX_COMPILE_CACHE=0`` turns it off, ``RGJAX_COMPILE_CACHE=DIR`` moves it.
 
 The options of the four jobs are generated from their ``Config`` dataclasses
 (:mod:`rgjax.jobs`): flag ``--field-name``, the field's default and its ``metadata["help"]``, so
@@ -37,6 +41,7 @@ import jax
 import numpy as np
 
 from rgjax._version import __version__
+from rgjax.compile_cache import ENV_VAR, enable, folder_from_env, status
 from rgjax.datasets import default_cache_dir, read_bundled_mnist
 from rgjax.kernels import fc, gram
 from rgjax.plotting import FIGURES
@@ -57,6 +62,7 @@ EXAMPLES = """examples:
   rgjax plot runs/mnist89
   rgjax demo
   rgjax doctor                                  # what rgjax sees: devices, x64, data, cache
+  rgjax --no-compile-cache curve                # do not read or write compiled programs
 """
 
 
@@ -239,10 +245,24 @@ def _config(config: type, args: argparse.Namespace) -> Any:
 
 
 def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
-    """--out, --no-plots, --quiet: the same meaning for every subcommand that writes a folder."""
+    """--out, --no-plots, --quiet, --no-compile-cache: the same meaning for every job."""
     p.add_argument("--out", default=None, help=f"results folder (default: {default_out})")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _no_compile_cache_option(p, argparse.SUPPRESS)
+
+
+#: Subcommands that turn the persistent compilation cache on (unless told not to).
+CACHED = ("curve", "gaussianity", "toy", "optimize", "demo")
+NO_COMPILE_CACHE_HELP = (f"do not keep compiled programs on disk for later runs (also "
+                         f"{ENV_VAR}=0; {ENV_VAR}=DIR moves the cache)")
+
+
+def _no_compile_cache_option(p: argparse.ArgumentParser, default: Any) -> None:
+    """``--no-compile-cache`` on the top-level parser (default False) and after a subcommand
+    (default SUPPRESS, so that the subcommand does not overwrite the top-level value)."""
+    p.add_argument("--no-compile-cache", action="store_true", default=default,
+                   help=NO_COMPILE_CACHE_HELP)
 
 
 def _sub(sub: Any, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
@@ -259,6 +279,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    _no_compile_cache_option(p, False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     for name, job in _jobs().items():
@@ -279,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
              "examples:\n  rgjax demo\n  rgjax demo --pool-size 1000 --sigma2 1e-6")
     d.add_argument("--pool-size", type=int, default=600, help="pool points (default 600)")
     d.add_argument("--sigma2", type=float, default=1e-8, help="bare ridge σ² (default 1e-8)")
+    _no_compile_cache_option(d, argparse.SUPPRESS)
 
     _sub(sub, "doctor", "print the environment rgjax sees (JAX, devices, x64, extras, data, cache)",
          "Print rgjax's and JAX's versions, the devices JAX will use, whether float64 is on, which "
@@ -377,8 +399,22 @@ OPTIONAL = {
 }
 
 
-def doctor_report() -> list[tuple[str, str]]:
-    """``(label, value)`` lines describing the environment (used by ``rgjax doctor``)."""
+def _compile_cache_row(on: bool) -> str:
+    """Where the command's jobs cache compiled programs, whether they will, and what is there."""
+    folder = folder_from_env() if on else None
+    s = status(folder)
+    files = f"{s.files} files, {s.size_bytes / 1e6:.1f} MB"
+    if folder is not None:
+        return f"{s.folder} (on; {files}; {ENV_VAR}=0 or --no-compile-cache turns it off)"
+    why = f"{ENV_VAR}={os.environ.get(ENV_VAR, '').strip()}" if on else "--no-compile-cache"
+    return f"{s.folder} (off: {why}; {files})"
+
+
+def doctor_report(*, compile_cache: bool = True) -> list[tuple[str, str]]:
+    """``(label, value)`` lines describing the environment (used by ``rgjax doctor``).
+
+    ``compile_cache=False`` reports the compile cache as ``--no-compile-cache`` would leave it.
+    """
     rows = [
         ("rgjax", f"{__version__} ({Path(__file__).parent})"),
         ("python", f"{platform.python_version()} on {platform.platform()}"),
@@ -403,11 +439,12 @@ def doctor_report() -> list[tuple[str, str]]:
     cache = default_cache_dir()
     state = "exists" if cache.is_dir() else "not created yet"
     rows.append(("cache", f"{cache} ({state}; set RGJAX_CACHE to move it)"))
+    rows.append(("compile cache", _compile_cache_row(compile_cache)))
     return rows
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    rows = doctor_report()
+    rows = doctor_report(compile_cache=not args.no_compile_cache)
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:>{width}}  {v}")
@@ -425,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "plot": _plot, "demo": _demo, "doctor": _doctor}
     try:
+        if args.command in CACHED and not args.no_compile_cache:
+            folder = folder_from_env()
+            if folder is not None:
+                enable(folder)
         if args.command in handlers:
             return handlers[args.command](args)
         return _run_job(args.command, args)

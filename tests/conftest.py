@@ -1,10 +1,14 @@
-"""Test configuration: float64 everywhere, and every RgjaxWarning is an error."""
+"""Test configuration: float64 everywhere, every RgjaxWarning is an error, and the ``rgjax``
+command's persistent compilation cache off (tests/test_compile_cache.py checks it in subprocesses).
+"""
 
+import os
 import warnings
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
+os.environ.setdefault("RGJAX_COMPILE_CACHE", "0")
 
 import pytest  # noqa: E402
 

@@ -43,6 +43,17 @@ def test_doctor_reports_devices_x64_extras_data_and_cache(capsys, tmp_path, monk
     assert str(tmp_path / "cache") in out and "not created yet" in out
 
 
+def test_no_compile_cache_before_or_after_the_subcommand():
+    parser = cli._parser()
+    assert parser.parse_args(["curve"]).no_compile_cache is False
+    assert parser.parse_args(["--no-compile-cache", "curve"]).no_compile_cache is True
+    for name in cli.CACHED:
+        assert parser.parse_args([name, "--no-compile-cache"]).no_compile_cache is True, name
+        assert parser.parse_args([name]).no_compile_cache is False, name
+    assert parser.parse_args(["doctor"]).no_compile_cache is False
+    assert "--no-compile-cache" in parser.format_help()
+
+
 def test_user_errors_are_one_line_with_exit_status_2(capsys):
     assert cli.main(["curve", "--task", "mnist-0-7x", "--no-plots", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
