@@ -308,7 +308,7 @@ def run_independent(
     n = k.shape[0]
     count = len(ids)
     pool, held, ok = np.empty(count), np.empty(count), np.empty(count, dtype=bool)
-    eta_arr = jnp.asarray(eta, jnp.int32)
+    eta_arr = np.asarray(eta, np.int32)
 
     def run(sel: np.ndarray, size: int, method: str) -> tuple[np.ndarray, ...]:
         perms = permutations(key, stream, ex.put(_pad_ids(ids[sel], size)), n)
@@ -360,7 +360,7 @@ def run_nested(
     chunk = -(-min(chunk, len(ids)) // ex.n_dev) * ex.n_dev
     perms = permutations(key, NESTED_STREAM, ex.put(_pad_ids(ids, chunk)), n)
     program = _program("nested", ex.mesh, size=size, sequential=_sequential(ex, size))
-    out = program(k, y, perms, jnp.asarray(etas, jnp.int32), sigma2)
+    out = program(k, y, perms, np.asarray(etas, np.int32), sigma2)
     pool, held, ok = (np.array(o)[: len(ids)] for o in out)
     fallback = np.zeros(pool.shape, dtype=bool)
     for e, eta in enumerate(etas):

@@ -500,7 +500,7 @@ def learning_curve(
 
     ex = executor(devices)
     k_arr, y_arr = ex.replicate(k_arr), ex.replicate(y_arr)
-    s2 = jnp.asarray(sigma2, k_arr.dtype)
+    s2 = jax.device_put(np.asarray(sigma2, k_arr.dtype))  # jnp.asarray would compile a cast
 
     def write(eta: int, ids: np.ndarray, pool: np.ndarray, held: np.ndarray,
               fallback: np.ndarray, seconds: float) -> None:

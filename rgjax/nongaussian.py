@@ -20,10 +20,13 @@ be shown beside :func:`rgjax.theory.mse_rg`; :func:`functional_flow` summarises 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from rgjax._pytree import dataclass
 from rgjax._typing import Array, ArrayLike, Scalar
@@ -94,30 +97,59 @@ def mse_reweighted(
     check_eta(eta)
     check_sigma2(sigma2)
     check_threshold(threshold)
-    y = jnp.asarray(y, spec.eigenvalues.dtype)
+    y = np.asarray(y, spec.eigenvalues.dtype)
     if y.shape != (spec.n_pool,):
         raise ValueError(f"`y` must have shape ({spec.n_pool},) like the pool; got {y.shape}.")
-    etas = np.atleast_1d(np.asarray(eta, float))
-    cut = cutoff_traced(spec, jnp.asarray(etas), sigma2, threshold, False)
-    t = np.asarray(tail_masses(spec))
+    etas = np.atleast_1d(np.asarray(eta, spec.eigenvalues.dtype))
+    kap, ok = (np.asarray(a) for a in _rg_cutoff(spec, etas, sigma2, threshold))
+    # κ* changes the size of the lesser system from one η to the next: every η solves a system of
+    # the largest size, rounded up to a multiple of _WIDTH_STEP, with the modes beyond its own κ*
+    # masked out (they decouple exactly), so that one program serves the whole curve.
+    top = int(np.max(np.where(ok, kap, 0), initial=0))
+    width = min(spec.n_modes, max(1, -(-top // _WIDTH_STEP) * _WIDTH_STEP))
+    # η/N on the host: in the program a division by the constant N becomes a product with 1/N.
+    out = _mse_reweighted(spec, y, etas, etas / spec.n_pool, sigma2, kap, ok, width)
+    return np.asarray(out).reshape(np.shape(eta))
+
+
+#: The lesser systems of :func:`mse_reweighted` are padded to a multiple of this many modes.
+_WIDTH_STEP = 64
+
+
+@jax.jit
+def _rg_cutoff(spec: Spectrum, etas: Array, sigma2: Array, threshold: Array) -> tuple[Array, Array]:
+    cut = cutoff_traced(spec, etas, sigma2, threshold, False)
+    return cut.kappa, cut.applicable
+
+
+@functools.partial(jax.jit, static_argnames=("width",))
+def _mse_reweighted(spec: Spectrum, y: Array, etas: Array, scales: Array, sigma2: Array,
+                    kap: Array, ok: Array, width: int) -> Array:
+    """:func:`mse_reweighted` for every η (``κ* ≤ width``) in one program."""
+    t = tail_masses(spec)
     lam = spec.eigenvalues
-    yk2 = spec.target_coefficients**2
-    out = np.full(etas.shape, np.nan)
-    # A loop over η only: κ* changes the size of the lesser system from one η to the next.
-    for i, (e, kap, ok) in enumerate(zip(etas, np.asarray(cut.kappa), np.asarray(cut.applicable))):
-        if not ok:
-            continue
-        kap = int(kap)
-        r_eff = sigma2 + (t[kap - 1] if kap > 0 else float(spec.trace))
-        ek = (r_eff / (r_eff + e * lam[kap:])) ** 2
-        greater = jnp.sum(ek * yk2[kap:]) + spec.residual_power
-        if kap == 0:
-            out[i] = float(greater)
-            continue
-        ridge = input_dependent_ridge(spec, sigma2, kap)
-        f = reweighted_coefficients(spec, y, e, kap, ridge)
-        out[i] = float(jnp.sum((f - spec.target_coefficients[:kap]) ** 2) + greater)
-    return out.reshape(np.shape(eta))
+    yk = spec.target_coefficients
+    modes = jnp.arange(spec.n_modes)
+    phi = spec.features()[:, :width]  # (N, W)
+
+    def one(args: tuple[Array, Array, Array]) -> Array:
+        e, scale, k = args
+        r_eff = sigma2 + jnp.where(k > 0, t[jnp.maximum(k - 1, 0)], spec.trace)
+        ek = (r_eff / (r_eff + e * lam)) ** 2
+        greater = jnp.sum(jnp.where(modes >= k, ek * yk**2, 0.0)) + spec.residual_power
+        w = 1.0 / input_dependent_ridge(spec, sigma2, k)
+        keep = modes[:width] < k
+        # Rows scaled by √λ (the system is I + √Λ A √Λ); s = 0 beyond κ* leaves identity rows.
+        s = jnp.where(keep, jnp.sqrt(lam[:width]), 0.0)
+        a = (phi * w[:, None]).T @ phi * scale
+        b = (phi * w[:, None]).T @ y * scale
+        m = jnp.eye(width, dtype=a.dtype) + s[:, None] * a * s[None, :]
+        f = s * jnp.linalg.solve(m, s * b)
+        lesser = jnp.sum(jnp.where(keep, (f - yk[:width]) ** 2, 0.0))
+        return jnp.where(k > 0, lesser + greater, greater)
+
+    mse = lax.map(one, (etas, scales, kap))
+    return jnp.where(ok, mse, jnp.nan)
 
 
 @dataclass
@@ -173,7 +205,7 @@ def functional_flow(
         kap = np.asarray(kappas)
     if concrete(kap) is None or kap.dtype.kind not in "iu":
         raise ValueError("`kappas` must be a sequence of integers.")
-    ridge = np.asarray(input_dependent_ridge(spec, sigma2, jnp.asarray(kap)))  # (m, N)
+    ridge = np.asarray(input_dependent_ridge(spec, sigma2, kap))  # (m, N)
     excess = ridge - sigma2
     mean_excess = excess.mean(axis=1)
     positive = mean_excess > 0

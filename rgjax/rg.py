@@ -120,6 +120,11 @@ def ridge_flow(spec: Spectrum, sigma2: ArrayLike) -> Array:
       i.e. the bare ``σ²`` for a full spectrum. ``σ²(κ−1) = σ²(κ) + λ_κ``.
     """
     check_sigma2(sigma2)
+    return _ridge_flow(spec, sigma2)
+
+
+@jax.jit
+def _ridge_flow(spec: Spectrum, sigma2: ArrayLike) -> Array:
     t = tail_masses(spec)
     t0 = t[:1] + spec.eigenvalues[:1]
     return jnp.asarray(sigma2) + jnp.concatenate([t0, t])
@@ -364,7 +369,7 @@ def input_dependent_ridge(spec: Spectrum, sigma2: ArrayLike, kappa: ArrayLike) -
     check_sigma2(sigma2)
     if spec.eigenvectors is None:
         raise ValueError("`spec` holds no eigenvectors; build it with rgjax.from_gram(K, y).")
-    kap = jnp.asarray(kappa)
+    kap = kappa if isinstance(kappa, jax.Array) else np.asarray(kappa)
     kap_np = concrete(kap)
     if kap_np is not None and (
         kap_np.dtype.kind not in "iu"
@@ -372,21 +377,35 @@ def input_dependent_ridge(spec: Spectrum, sigma2: ArrayLike, kappa: ArrayLike) -
         or kap_np.max(initial=0) > spec.n_modes
     ):
         raise ValueError(f"`kappa` must be integers in [0, {spec.n_modes}]; got {kap_np!r}.")
+    if spec.is_truncated and spec.kernel_diagonal is None:
+        raise ValueError(_NEEDS_DIAGONAL)
+    return _ridge_profile(spec, sigma2, kap)
+
+
+_NEEDS_DIAGONAL = ("a truncated `spec` needs `kernel_diagonal` for the input-dependent ridge; "
+                   "build it with rgjax.from_gram(K, y, k=...).")
+
+
+@jax.jit
+def _ridge_profile(spec: Spectrum, sigma2: ArrayLike, kap: Array) -> Array:
+    """:func:`input_dependent_ridge` after its checks: one compiled program per shape."""
+    kap = jnp.asarray(kap)
+    if spec.eigenvectors is None:
+        raise ValueError("`spec` holds no eigenvectors; build it with rgjax.from_gram(K, y).")
     # λ_k φ_k(x_i)² = w_k v_k[i]²: per-mode contribution to the diagonal, shape (N, k).
     contrib = (spec.n_pool * spec.eigenvalues) * spec.eigenvectors**2
+    # A materialised transpose: folded into the product it would change the order of its sums.
+    contrib_t = lax.optimization_barrier(contrib.T)
     modes = jnp.arange(spec.n_modes)
     if spec.is_truncated:
         if spec.kernel_diagonal is None:
-            raise ValueError(
-                "a truncated `spec` needs `kernel_diagonal` for the input-dependent ridge; build "
-                "it with rgjax.from_gram(K, y, k=...)."
-            )
+            raise ValueError(_NEEDS_DIAGONAL)
         kept = (modes < kap[..., None]).astype(contrib.dtype)  # kappa.shape + (k,)
-        greater = jnp.maximum(spec.kernel_diagonal - kept @ contrib.T, 0.0)
+        greater = jnp.maximum(spec.kernel_diagonal - kept @ contrib_t, 0.0)
     else:
         # Full spectrum: sum the greater modes directly (no cancellation against K_ii).
         beyond = (modes >= kap[..., None]).astype(contrib.dtype)
-        greater = beyond @ contrib.T
+        greater = beyond @ contrib_t
     return jnp.asarray(sigma2) + greater
 
 

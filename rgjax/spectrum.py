@@ -25,6 +25,7 @@ Three ways to get one from a pool:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -151,10 +152,16 @@ class Spectrum:
 
 def _as_gram(K: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
     """``K`` and ``y`` as floating jax arrays of shapes (N, N) and (N,), or a ValueError."""
-    gram = as_auto_sharded(K) if isinstance(K, jax.Array) else jnp.asarray(K)
+    if isinstance(K, jax.Array):
+        gram = as_auto_sharded(K)
+    else:  # a host array goes to the device as is (jnp.asarray would compile a copy program)
+        host = np.asarray(K)
+        if not np.issubdtype(host.dtype, np.floating):
+            host = host.astype(jnp.result_type(float))
+        gram = jax.device_put(host)
     if not jnp.issubdtype(gram.dtype, jnp.floating):
         gram = gram.astype(jnp.result_type(float))
-    target = as_float_array(y, "y")
+    target = as_float_array(jax.device_put(y) if isinstance(y, np.ndarray) else y, "y")
     if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
         raise ValueError(f"`K` must be a square (N, N) Gram matrix; got shape {gram.shape}.")
     if target.ndim != 1 or target.shape[0] != gram.shape[0]:
@@ -334,8 +341,8 @@ def from_gram(
         )
         _report_clipping(spec)
         return spec
-    w, v = _dense_eigh(K)
-    spec = _assemble(w, v, y, n, diag=jnp.diag(K))
+    w, v, vt, diag = _dense_eigh(K)
+    spec = _assemble(w, v, y, n, diag=diag, vt=vt)
     _report_clipping(spec)
     return spec if k is None else spec.truncate(k)
 
@@ -474,7 +481,12 @@ def _eigh_descending_jvp(primals, tangents):
     return (w, v), (jnp.diagonal(a), v @ (f * a))
 
 
-_dense_eigh = jax.jit(_eigh_descending)
+@jax.jit
+def _dense_eigh(K: Array) -> tuple[Array, Array, Array, Array]:
+    """``(w, v, vᵀ, diag K)``: descending eigenpairs of ``K``, with ``vᵀ`` materialised for
+    :func:`_assemble` (a product with a transpose folded into it sums in another order)."""
+    w, v = _eigh_descending(K)
+    return w, v, v.T, jnp.diag(K)
 
 
 def _assemble(
@@ -486,11 +498,38 @@ def _assemble(
     diag: Array | None,
     trace: ArrayLike | None = None,
     solver: SolverReport | None = None,
+    vt: Array | None = None,
 ) -> Spectrum:
     """Spectrum in rgjax's normalisation from Gram eigenpairs ``w`` (k,), ``v`` (N, k).
 
     The trace is ``trace`` when given, else the mean of the kernel diagonal ``diag`` (N,).
+    ``vt`` is ``v.T`` when the caller already has it.
     """
+    if vt is None:
+        vt = v.T
+    # √N travels as a value, not a constant, as in ``v.T @ y / jnp.sqrt(N)`` op by op (XLA turns
+    # a division by a constant into a multiplication by its rounded reciprocal).
+    root_n = np.sqrt(np.asarray(n, dtype=w.dtype))
+    lam, coef, total, power, clipped = _assemble_arrays(w, vt, y, root_n, diag, trace, n=n)
+    return Spectrum(
+        eigenvalues=lam,
+        target_coefficients=coef,
+        trace=total,
+        target_power=power,
+        eigenvectors=v,
+        kernel_diagonal=diag,
+        clipped_mass=clipped,
+        n_pool=n,
+        solver=solver,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _assemble_arrays(
+    w: Array, vt: Array, y: Array, root_n: Array, diag: Array | None, trace: ArrayLike | None,
+    n: int,
+) -> tuple[Array, Array, Array, Array, Array]:
+    """``(λ clipped at 0, y_k, trace, target power, clipped mass)`` in one compiled program."""
     lam = w / n
     clipped = jnp.sum(jnp.where(lam < 0, -lam, 0.0))
     if trace is not None:
@@ -499,17 +538,8 @@ def _assemble(
         total = jnp.mean(diag)
     else:
         raise ValueError("the spectrum needs the kernel diagonal or the trace for its tail mass.")
-    return Spectrum(
-        eigenvalues=jnp.maximum(lam, 0.0),
-        target_coefficients=v.T @ y / jnp.sqrt(float(n)),
-        trace=total,
-        target_power=jnp.mean(y**2),
-        eigenvectors=v,
-        kernel_diagonal=diag,
-        clipped_mass=clipped,
-        n_pool=n,
-        solver=solver,
-    )
+    coef = vt @ y / root_n
+    return jnp.maximum(lam, 0.0), coef, total, jnp.mean(y**2), clipped
 
 
 def _report_clipping(spec: Spectrum) -> None:

@@ -11,6 +11,7 @@ rerunning the same command after an interruption recomputes only what is missing
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -18,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from rgjax._typing import ArrayLike, PathLike
+from rgjax._typing import Array, ArrayLike, PathLike
 from rgjax._validate import check_int
 from rgjax.empirical import LearningCurve, learning_curve
 from rgjax.jobs._io import save_and_plot, versions
@@ -29,7 +29,7 @@ from rgjax.jobs._pipeline import Log, Pool, PoolConfig, build_pool, default_etas
 from rgjax.metrics import fidelity, loglog_slope
 from rgjax.nongaussian import functional_flow, mse_reweighted
 from rgjax.plotting import LABELS, save_curve_figures
-from rgjax.rg import cutoff, effective_ridge, eta_max, ridge_flow, truncation_message
+from rgjax.rg import check_inputs, cutoff, effective_ridge, eta_max, ridge_flow, truncation_message
 from rgjax.spectrum import Spectrum, from_eigenvalues
 from rgjax.theory import kappa, mse_ek, mse_rg, mse_spectral_bias
 
@@ -94,11 +94,28 @@ def theory_curves(spec: Spectrum, etas: ArrayLike, sigma2: float,
       "rg_dof": {T: block}}`` with ``T`` formatted ``f"{t:g}"`` and each block holding ``mse``,
       ``kappa``, ``sigma2_eff``, ``applicable`` (all ``(E,)``) and the scalar ``eta_max``.
     """
-    e = jnp.asarray(etas, dtype=spec.eigenvalues.dtype)
+    e = np.asarray(etas, spec.eigenvalues.dtype)
+    for t in (None, *thresholds):  # on concrete values: the compiled program skips the checks
+        check_inputs(spec, e, sigma2, t)
+    blocks = _theory_arrays(spec, e, sigma2, tuple(float(t) for t in thresholds))
+    out: dict[str, Any] = {k: np.asarray(blocks[k]) for k in _GAUSSIAN_KEYS}
+    for name in ("rg", "rg_dof"):
+        out[name] = {t: {k: np.asarray(v) if k != "eta_max" else float(v) for k, v in b.items()}
+                     for t, b in blocks[name].items()}
+    return out
+
+
+_GAUSSIAN_KEYS = ("ek", "spectral_bias", "kappa_spectral_bias")
+
+
+@functools.partial(jax.jit, static_argnames=("thresholds",))
+def _theory_arrays(spec: Spectrum, e: Array, sigma2: ArrayLike,
+                   thresholds: tuple[float, ...]) -> dict[str, Any]:
+    """Every curve of :func:`theory_curves` in one compiled program (the thresholds static)."""
     out: dict[str, Any] = {
-        "ek": np.asarray(mse_ek(spec, e, sigma2)),
-        "spectral_bias": np.asarray(mse_spectral_bias(spec, e, sigma2)),
-        "kappa_spectral_bias": np.asarray(kappa(spec, e, sigma2)),
+        "ek": mse_ek(spec, e, sigma2),
+        "spectral_bias": mse_spectral_bias(spec, e, sigma2),
+        "kappa_spectral_bias": kappa(spec, e, sigma2),
         "rg": {},
         "rg_dof": {},
     }
@@ -106,11 +123,11 @@ def theory_curves(spec: Spectrum, etas: ArrayLike, sigma2: float,
         for name, dof in (("rg", False), ("rg_dof", True)):
             cut = cutoff(spec, e, sigma2, t, dof_correction=dof)
             out[name][f"{t:g}"] = {
-                "mse": np.asarray(mse_rg(spec, e, sigma2, t, dof_correction=dof)),
-                "kappa": np.asarray(cut.kappa),
-                "sigma2_eff": np.asarray(effective_ridge(spec, e, sigma2, t, dof_correction=dof)),
-                "applicable": np.asarray(cut.applicable),
-                "eta_max": float(eta_max(spec, sigma2, t, dof_correction=dof)),
+                "mse": mse_rg(spec, e, sigma2, t, dof_correction=dof),
+                "kappa": cut.kappa,
+                "sigma2_eff": effective_ridge(spec, e, sigma2, t, dof_correction=dof),
+                "applicable": cut.applicable,
+                "eta_max": eta_max(spec, sigma2, t, dof_correction=dof),
             }
     return out
 
