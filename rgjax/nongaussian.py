@@ -65,11 +65,19 @@ def reweighted_coefficients(
     phi = spec.features()[:, :kappa]  # (N, κ)
     lam = spec.eigenvalues[:kappa]
     w = jnp.broadcast_to(1.0 / jnp.asarray(ridge), (n,))
-    # Scale rows by √λ so the system is I + √Λ A √Λ: well conditioned even when λ_κ is tiny.
-    s = jnp.sqrt(lam)
-    a = (phi * w[:, None]).T @ phi * (eta / n)
-    b = (phi * w[:, None]).T @ jnp.asarray(y) * (eta / n)
-    m = jnp.eye(kappa, dtype=a.dtype) + s[:, None] * a * s[None, :]
+    return _lesser_solve(phi, jnp.sqrt(lam), w, jnp.asarray(y), eta / n)
+
+
+def _lesser_solve(phi: Array, s: Array, w: Array, y: Array, scale: ArrayLike) -> Array:
+    """``s ⊙ (I + S A S)⁻¹ (s ⊙ b)`` with ``A = scale·ΦᵀWΦ``, ``b = scale·ΦᵀWy``, ``S = diag(s)``.
+
+    ``s = √λ`` scales the rows so the system is ``I + √Λ A √Λ``: well conditioned even when the
+    smallest kept λ is tiny; ``s = 0`` on a mode leaves an identity row (the mode drops out).
+    Shapes: ``phi (N, W)``, ``s (W,)``, ``w (N,)``, ``y (N,)``; returns ``(W,)``.
+    """
+    a = (phi * w[:, None]).T @ phi * scale
+    b = (phi * w[:, None]).T @ y * scale
+    m = jnp.eye(s.shape[0], dtype=a.dtype) + s[:, None] * a * s[None, :]
     return s * jnp.linalg.solve(m, s * b)
 
 
@@ -139,12 +147,8 @@ def _mse_reweighted(spec: Spectrum, y: Array, etas: Array, scales: Array, sigma2
         greater = jnp.sum(jnp.where(modes >= k, ek * yk**2, 0.0)) + spec.residual_power
         w = 1.0 / input_dependent_ridge(spec, sigma2, k)
         keep = modes[:width] < k
-        # Rows scaled by √λ (the system is I + √Λ A √Λ); s = 0 beyond κ* leaves identity rows.
-        s = jnp.where(keep, jnp.sqrt(lam[:width]), 0.0)
-        a = (phi * w[:, None]).T @ phi * scale
-        b = (phi * w[:, None]).T @ y * scale
-        m = jnp.eye(width, dtype=a.dtype) + s[:, None] * a * s[None, :]
-        f = s * jnp.linalg.solve(m, s * b)
+        # s = 0 beyond κ* leaves identity rows: the padded modes drop out of the solve.
+        f = _lesser_solve(phi, jnp.where(keep, jnp.sqrt(lam[:width]), 0.0), w, y, scale)
         lesser = jnp.sum(jnp.where(keep, (f - yk[:width]) ** 2, 0.0))
         return jnp.where(k > 0, lesser + greater, greater)
 

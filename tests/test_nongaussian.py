@@ -104,3 +104,31 @@ def test_bad_inputs():
         mse_reweighted(spec, y, 5.0, 1e-8, 1.0)
     with pytest.raises(ValueError, match="`eta`"):
         mse_reweighted(spec, y, 0.0, 1e-8)
+
+
+def test_padded_curve_equals_the_per_eta_solve():
+    # mse_reweighted solves every η in one program, padding the lesser system to a common width
+    # with the modes beyond each κ* masked; the literal algorithm solves a κ*-sized system per η.
+    K, y = rbf_gram(120, seed=4)
+    spec = from_gram(K, y)
+    sigma2, thr = 1e-4, 0.5
+    etas = np.array([3.0, 7.0, 15.0, 31.0, 60.0])
+    cut = rg.cutoff(spec, etas, sigma2, thr)
+    kappas = np.asarray(cut.kappa)
+    assert len(set(kappas[np.asarray(cut.applicable)].tolist())) >= 3  # several system sizes
+    lam, yk = np.asarray(spec.eigenvalues), np.asarray(spec.target_coefficients)
+    t = np.asarray(rg.tail_masses(spec))
+    ref = np.full(etas.shape, np.nan)
+    for i, (e, kap, ok) in enumerate(zip(etas, kappas, np.asarray(cut.applicable))):
+        if not ok:
+            continue
+        r_eff = sigma2 + (t[kap - 1] if kap > 0 else float(spec.trace))
+        greater = np.sum((r_eff / (r_eff + e * lam[kap:])) ** 2 * yk[kap:] ** 2)
+        greater += float(spec.residual_power)
+        ridge = rg.input_dependent_ridge(spec, sigma2, int(kap))
+        f = np.asarray(reweighted_coefficients(spec, y, e, int(kap), ridge)) if kap else np.zeros(0)
+        ref[i] = np.sum((f - yk[:kap]) ** 2) + greater
+    got = mse_reweighted(spec, y, etas, sigma2, thr)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-10)
