@@ -33,6 +33,8 @@ values only.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,6 +98,7 @@ def as_eta(eta: ArrayLike, dtype: DTypeLike) -> Array:
     return jnp.asarray(eta, dtype=dtype)
 
 
+@jax.jit
 def tail_masses(spec: Spectrum) -> Array:
     """``(k,)`` ``t_k = Σ_{j>k} λ_j`` for each held mode ``k`` (1-based), tail beyond k included.
 
@@ -154,8 +157,13 @@ def learnability(
       ``eta.shape + (k,)``.
     """
     check_inputs(spec, eta, sigma2)
-    eta = as_eta(eta, spec.eigenvalues.dtype)
-    return _learnability(spec, eta, sigma2, dof_correction)
+    return _learnability_jit(spec, eta, sigma2, dof_correction)
+
+
+@functools.partial(jax.jit, static_argnums=3)  # one compiled program, also when called eagerly
+def _learnability_jit(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike,
+                      dof_correction: bool) -> Array:
+    return _learnability(spec, as_eta(eta, spec.eigenvalues.dtype), sigma2, dof_correction)
 
 
 def _learnability(spec: Spectrum, eta: Array, sigma2: ArrayLike, dof_correction: bool) -> Array:
@@ -194,8 +202,14 @@ def cutoff(
       ([5, 66, 1000], [True, True, False])
     """
     check_inputs(spec, eta, sigma2, threshold)
-    eta = as_eta(eta, spec.eigenvalues.dtype)
-    return cutoff_traced(spec, eta, sigma2, threshold, dof_correction)
+    return _cutoff(spec, eta, sigma2, threshold, dof_correction)
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _cutoff(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: ArrayLike,
+            dof_correction: bool) -> Cutoff:
+    return cutoff_traced(spec, as_eta(eta, spec.eigenvalues.dtype), sigma2, threshold,
+                         dof_correction)
 
 
 def cutoff_traced(
@@ -286,9 +300,14 @@ def effective_ridge(
       ['0.3104', '0.0724', 'nan']
     """
     check_inputs(spec, eta, sigma2, threshold)
-    eta = as_eta(eta, spec.eigenvalues.dtype)
+    return _effective_ridge(spec, eta, sigma2, threshold, temperature, dof_correction)
+
+
+@functools.partial(jax.jit, static_argnums=5)
+def _effective_ridge(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: ArrayLike,
+                     temperature: ArrayLike | None, dof_correction: bool) -> Array:
     ridge, _, applicable = effective_ridge_traced(
-        spec, eta, sigma2, threshold, dof_correction, temperature
+        spec, as_eta(eta, spec.eigenvalues.dtype), sigma2, threshold, dof_correction, temperature
     )
     return jnp.where(applicable, ridge, jnp.nan)
 
@@ -349,6 +368,12 @@ def eta_max(
     """
     check_sigma2(sigma2)
     check_threshold(threshold)
+    return _eta_max(spec, sigma2, threshold, dof_correction)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _eta_max(spec: Spectrum, sigma2: ArrayLike, threshold: ArrayLike,
+             dof_correction: bool) -> Array:
     return jnp.max(_crossing_sizes(spec, sigma2, threshold, dof_correction))
 
 

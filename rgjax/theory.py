@@ -43,6 +43,7 @@ the passes are what is worth counting; see :func:`_mode_sums` for how a pass is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,8 +85,12 @@ def mse_ek(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike) -> Array:
       ``eta``'s shape.
     """
     check_inputs(spec, eta, sigma2)
-    eta = as_eta(eta, spec.eigenvalues.dtype)
-    return _ek(spec, eta, jnp.asarray(sigma2))
+    return _mse_ek(spec, eta, sigma2)
+
+
+@jax.jit  # every public theory is one compiled program, also when called eagerly
+def _mse_ek(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike) -> Array:
+    return _ek(spec, as_eta(eta, spec.eigenvalues.dtype), jnp.asarray(sigma2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +220,12 @@ def mse_rg(
       0.1245
     """
     check_inputs(spec, eta, sigma2, threshold)
+    return _mse_rg(spec, eta, sigma2, threshold, temperature, dof_correction)
+
+
+@functools.partial(jax.jit, static_argnums=5)
+def _mse_rg(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: ArrayLike,
+            temperature: ArrayLike | None, dof_correction: bool) -> Array:
     eta = as_eta(eta, spec.eigenvalues.dtype)
     ridge, factor, applicable = effective_ridge_traced(
         spec, eta, sigma2, threshold, dof_correction, temperature
@@ -468,6 +479,11 @@ def kappa(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike) -> Array:
       ``eta``'s shape.
     """
     check_inputs(spec, eta, sigma2)
+    return _kappa(spec, eta, sigma2)
+
+
+@jax.jit
+def _kappa(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike) -> Array:
     return kappa_traced(spec, as_eta(eta, spec.eigenvalues.dtype), sigma2)
 
 
@@ -503,6 +519,12 @@ def eigenlearning(
     """
     check_inputs(spec, eta, sigma2)
     check_finite(noise, "noise")
+    return _eigenlearning(spec, eta, sigma2, noise)
+
+
+@jax.jit
+def _eigenlearning(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike,
+                   noise: ArrayLike) -> Eigenlearning:
     eta = as_eta(eta, spec.eigenvalues.dtype)
     kap, _, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2)
     ks = kap / eta
@@ -537,6 +559,12 @@ def mse_spectral_bias(
     """
     check_inputs(spec, eta, sigma2)
     check_finite(noise, "noise")
+    return _mse_spectral_bias(spec, eta, sigma2, noise)
+
+
+@jax.jit
+def _mse_spectral_bias(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike,
+                       noise: ArrayLike) -> Array:
     eta = as_eta(eta, spec.eigenvalues.dtype)
     _, gamma, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2)
     return (bias + noise * gamma) / one_minus_gamma
