@@ -26,6 +26,8 @@ from rgjax.theory import check_temperature, mse_rg
 __all__ = ["CurveFit", "fit_curve"]
 
 _CURVE_MODELS = ("power_law", "rg_threshold")
+#: One object, so that curve fits with the default optimiser share their compiled step.
+_DEFAULT_OPTIMIZER = optax.lbfgs()
 
 
 @dataclass(eq=False)
@@ -40,7 +42,8 @@ class CurveFit:
       fitted: ``(E,)`` the fitted curve at ``etas``.
       loss: final mean squared log-residual.
       losses: ``(S + 1,)`` its trajectory.
-      n_traces: compilations of the step function (1).
+      n_traces: compilations of the step function in this fit (1; 0 when an earlier fit of the
+        same shapes and optimiser object compiled it).
       config: the settings (floor, sigma2, temperature, dof_correction, steps).
       spec: the spectrum of ``"rg_threshold"`` (None for ``"power_law"``).
     """
@@ -210,7 +213,7 @@ def fit_curve(
         raise ValueError(f"unknown `model` {model!r}; choose one of {_CURVE_MODELS}.")
     steps = check_int(steps, "steps", 1)
     e, m = _check_curve(etas, mse)
-    optimizer = optax.lbfgs() if optimizer is None else optimizer
+    optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
     init = dict(init or {})
     if model == "power_law":
         if spec is not None or sigma2 is not None:

@@ -2,13 +2,18 @@
 skipped non-finite steps, and the trajectory on the host.
 
 The step function is traced once per loop (its inputs never change type), so a fit of ``S`` steps
-costs one compilation and ``S + 1`` dispatches; the extra one evaluates the final loss.
+costs one compilation and ``S + 1`` dispatches; the extra one evaluates the final loss. Compiled
+steps are kept between calls (keyed by the loss function, the optimiser object and the frozen
+leaves), so a second fit of the same problem shape, with other data or another η, compiles
+nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, cast
 
 import jax
@@ -40,8 +45,14 @@ class Trajectory:
 _Step = Callable[..., tuple[Any, Any, Array, Array, Array]]
 
 
+#: ``apply_if_finite`` never gives up and applies a non-finite step (int32 state).
+_NEVER = 2**31 - 1
+#: Compiled step functions kept between calls (least recently used dropped first).
+_CACHE_SIZE = 32
+
+
 def _masked_optimizer(
-    optimizer: optax.GradientTransformation, labels: Mapping[str, str] | None, steps: int
+    optimizer: optax.GradientTransformation, labels: Mapping[str, str] | None
 ) -> optax.GradientTransformationExtraArgs:
     """``optimizer`` on the ``"train"`` leaves only, skipping steps with a non-finite gradient.
 
@@ -55,7 +66,7 @@ def _masked_optimizer(
             mask_compatible_extra_args=True,  # the gradient passed to line searches, too
         )
     return optax.with_extra_args_support(
-        optax.apply_if_finite(optimizer, max_consecutive_errors=steps)
+        optax.apply_if_finite(optimizer, max_consecutive_errors=_NEVER)
     )
 
 
@@ -112,9 +123,8 @@ def optax_loop(
     or gradient is not finite leave params and optimiser state unchanged and are flagged. The loop
     runs one extra evaluation (its update discarded) for the final loss.
     """
-    wrapped = _masked_optimizer(optimizer, labels, steps)
-    traces = [0]
-    step_jit = jax.jit(_make_step(loss_fn, wrapped, labels, traces))
+    wrapped, step_jit, traces = _compiled_step(loss_fn, optimizer, labels)
+    traced_before = traces[0]
     # Optimiser states may start with weak-typed scalars that come back strongly typed (optax's
     # L-BFGS line-search info): a different input type on step 2 would compile the step again.
     state = jax.tree.map(_strong, wrapped.init(params))
@@ -139,7 +149,59 @@ def optax_loop(
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    return _trajectory(history, losses, gnorms, oks, traces[0], seconds, desc)
+    return _trajectory(history, losses, gnorms, oks, traces[0] - traced_before, seconds, desc)
+
+
+class _StepCache:
+    """The jitted steps of earlier loops by :func:`_step_key` (bounded: least recently used out)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, tuple[Any, _Step, list[int]]] = OrderedDict()
+
+    def get(self, key: Hashable, build: Callable[[], tuple[Any, _Step, list[int]]]) -> Any:
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        entry = self.entries[key] = build()
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return entry
+
+
+_STEPS = _StepCache(_CACHE_SIZE)
+
+
+def _step_key(loss_fn: Any, optimizer: Any, labels: Mapping[str, str] | None) -> Hashable | None:
+    """A hashable key that identifies the step program, or None when a part cannot be hashed.
+
+    A ``functools.partial`` is keyed by its function and arguments (a new partial per call would
+    otherwise never match); the optimiser by identity (optax transformations are tuples of
+    closures), so reuse the same optimiser object to reuse the compiled step.
+    """
+    if isinstance(loss_fn, functools.partial):
+        loss_fn = (loss_fn.func, loss_fn.args, tuple(sorted(loss_fn.keywords.items())))
+    key = (loss_fn, optimizer, None if labels is None else tuple(sorted(labels.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _compiled_step(
+    loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
+    labels: Mapping[str, str] | None,
+) -> tuple[optax.GradientTransformationExtraArgs, _Step, list[int]]:
+    """``(wrapped optimiser, jitted step, [traces so far])``, shared by identical loops."""
+
+    def build() -> tuple[Any, _Step, list[int]]:
+        wrapped = _masked_optimizer(optimizer, labels)
+        traces = [0]
+        return wrapped, jax.jit(_make_step(loss_fn, wrapped, labels, traces)), traces
+
+    key = _step_key(loss_fn, optimizer, labels)
+    return build() if key is None else _STEPS.get(key, build)
 
 
 def _trajectory(
@@ -147,8 +209,9 @@ def _trajectory(
     n_traces: int, seconds: float, desc: str,
 ) -> Trajectory:
     """The loop's record on the host; warns when steps were skipped."""
-    host = [jax.tree.map(np.asarray, p) for p in history]
-    skipped = ~np.asarray(jnp.stack(oks)) if oks else np.zeros(0, bool)
+    # One device-to-host copy of the whole record; no eager stacking (a program per length).
+    host, losses, gnorms, oks = jax.device_get((history, losses, gnorms, oks))
+    skipped = ~np.array(oks, dtype=bool) if oks else np.zeros(0, bool)
     if skipped.any():
         warn(
             f"{desc}: {int(skipped.sum())} of {len(oks)} steps had a non-finite loss or gradient "
@@ -157,8 +220,8 @@ def _trajectory(
         )
     return Trajectory(
         params=host,
-        loss=np.asarray(jnp.stack(losses), dtype=float),
-        grad_norm=np.asarray(jnp.stack(gnorms), dtype=float),
+        loss=np.array(losses, dtype=float),
+        grad_norm=np.array(gnorms, dtype=float),
         skipped=skipped,
         n_traces=n_traces,
         seconds=seconds,

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import jax
@@ -81,6 +81,8 @@ _PARAM_KEYS = ("log_W_std", "log_b_std", "log_sigma2")
 _TRAINABLE = ("W_std", "b_std", "sigma2")
 _SQRT2 = math.sqrt(2.0)  # the default W_std: He initialisation for ReLU
 _LEARNING_RATE = 0.05  # adam's default step: ≈ 5% relative changes of the hyper-parameters
+#: One object, so that fits with the default optimiser share their compiled step.
+_DEFAULT_OPTIMIZER = optax.adam(_LEARNING_RATE)
 #: Log-parameters: ``{"log_W_std", "log_b_std", "log_sigma2"}`` (see :func:`init_params`).
 Params = Mapping[str, ArrayLike]
 
@@ -348,7 +350,8 @@ class FitResult:
         ``fit_sigma2``).
       config: the settings (threshold, temperature, path, depth, activation, noise, trainable,
         steps, optimizer).
-      n_traces: how many times the step function was traced (1: no recompilation across steps).
+      n_traces: how many times this fit traced (compiled) its step function: 1, or 0 when an
+        earlier fit of the same shapes, objective and optimiser object already had.
       seconds: wall time of the loop (including the one compilation).
     """
 
@@ -474,10 +477,16 @@ def fit_kernel(
       >>> x = np.random.default_rng(0).normal(size=(20, 3))
       >>> y = np.sign(x[:, 0])
       >>> fit = fit_kernel(x, y=y, eta=10.0, depth=1, steps=3, init=init_params(1, sigma2=1e-3))
-      >>> fit.loss.shape, fit.W_std.shape, fit.n_traces
-      ((4,), (4, 2), 1)
+      >>> fit.loss.shape, fit.W_std.shape
+      ((4,), (4, 2))
       >>> bool(fit.final_loss < fit.initial_loss)
       True
+
+      Another fit of the same shapes (other data, another η) reuses the compiled step:
+
+      >>> again = fit_kernel(-x, y=y, eta=12.0, depth=1, steps=3, init=init_params(1))
+      >>> again.n_traces
+      0
     """
     x, y = task_arrays(task_or_inputs, y)
     objective = check_objective(objective)
@@ -492,7 +501,7 @@ def fit_kernel(
                                                        for k, v in init.items()}
     _check_params(params, depth)
     labels = _trainable_labels(params, tuple(trainable))
-    optimizer = optax.adam(_LEARNING_RATE) if optimizer is None else optimizer
+    optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
     hard = temperature is None and objective != "spectral_bias"
     loss_fn = partial(_predicted_mse_jit, objective=objective, path=path, hard=hard, depth=depth,
                       activation=activation)
@@ -520,6 +529,7 @@ def fit_kernel(
     )
 
 
+@cache  # one loss function per variant: compiled steps are reused
 def _sigma2_loss(objective: str, hard: bool) -> Callable[..., Array]:
     def loss(params: Params, spec: Spectrum, eta: Array, threshold: Array, temperature: Array,
              noise: Array) -> Array:
@@ -581,7 +591,7 @@ def fit_sigma2(
     args = (spec, jnp.asarray(eta, dtype), jnp.asarray(threshold, dtype),
             jnp.asarray(1.0 if temperature is None else temperature, dtype),
             jnp.asarray(noise, dtype))
-    optimizer = optax.adam(_LEARNING_RATE) if optimizer is None else optimizer
+    optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
     traj = optax_loop(_sigma2_loss(objective, hard), params, args, optimizer, steps, log=log,
                        desc=f"fit_sigma2[{objective}]")
     s2 = np.array([float(np.exp(p["log_sigma2"])) for p in traj.params])

@@ -64,14 +64,14 @@ def test_fit_kernel_sigma2_lands_on_the_grid_optimum_of_the_theory(synthetic):
     assert fit.final_loss <= errs.min() * (1 + 1e-6) and fit.final_loss < fit.initial_loss
     # frozen hyper-parameters do not move
     assert np.all(fit.W_std == fit.W_std[0]) and np.all(fit.b_std == fit.b_std[0])
-    assert fit.n_traces == 1
+    assert fit.n_traces <= 1
 
 
 def test_fit_kernel_one_compilation_and_decreasing_objective(synthetic):
     x, y = synthetic
     fit = opt.fit_kernel(x, y=y, eta=15.0, objective="rg", depth=1, steps=25,
                          init=opt.init_params(1, sigma2=1e-2))
-    assert fit.n_traces == 1  # one trace of the step function for all 26 calls
+    assert fit.n_traces <= 1  # one trace of the step for all 26 calls (0: an earlier test's)
     assert fit.loss.shape == (26,) and fit.W_std.shape == (26, 2) and fit.sigma2.shape == (26,)
     assert not fit.skipped.any()
     assert fit.final_loss < 0.99 * fit.initial_loss
@@ -82,7 +82,36 @@ def test_fit_kernel_one_compilation_and_decreasing_objective(synthetic):
     assert float(w_last) == pytest.approx(fit.W_std[-1, -1], rel=1e-12)
     d = fit.to_dict()
     json.dumps(d)
-    assert d["n_traces"] == 1 and len(d["final"]["W_std"]) == 2
+    assert d["n_traces"] == fit.n_traces and len(d["final"]["W_std"]) == 2
+
+
+def test_fit_kernel_compiles_once_per_problem_shape(synthetic):
+    # a second fit with other data, another η and other start values compiles no XLA program
+    from jax import monitoring
+
+    x, y = synthetic
+    compiled = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(kwargs.get("fun_name", "?"))
+
+    kw = dict(depth=2, steps=3, objective="spectral_bias", trainable=("W_std", "sigma2"))
+    first = opt.fit_kernel(x, y=y, eta=9.0, init=opt.init_params(2, sigma2=1e-2), **kw)
+    x2, y2 = np.asarray(x)[::-1] * 1.5, np.asarray(y)[::-1]  # numpy: no eager jax here
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        second = opt.fit_kernel(x2, y=y2, eta=13.0, steps=4,
+                                init=opt.init_params(2, W_std=1.2, sigma2=1e-3),
+                                **{k: v for k, v in kw.items() if k != "steps"})
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    assert first.n_traces == 1 and second.n_traces == 0
+    assert compiled == [], compiled
+    assert second.final_loss != first.final_loss  # it did run on the new problem
+    # another shape is another program
+    third = opt.fit_kernel(x[:-1], y=y[:-1], eta=9.0, init=opt.init_params(2, sigma2=1e-2), **kw)
+    assert third.n_traces == 1
 
 
 def test_frozen_parameters_stay_put_with_any_optimizer(synthetic):
@@ -94,7 +123,7 @@ def test_frozen_parameters_stay_put_with_any_optimizer(synthetic):
         fit = opt.fit_kernel(x, y=y, eta=15.0, depth=1, steps=5, optimizer=optimizer, init=init,
                              trainable=("b_std", "sigma2"))
         assert np.all(fit.W_std == fit.W_std[0]) and not np.all(fit.b_std == fit.b_std[0])
-        assert fit.final_loss < fit.initial_loss and fit.n_traces == 1
+        assert fit.final_loss < fit.initial_loss and fit.n_traces == 1  # a new optimiser object
 
 
 def test_fit_results_are_pytrees(synthetic):
@@ -136,7 +165,7 @@ def test_fit_curve_recovers_power_laws():
     adam = opt.fit_curve(etas, 2.0 * etas**-0.7 + 3e-3, floor=True, optimizer=optax.adam(0.05),
                          steps=400)
     assert adam.params["b"] == pytest.approx(0.7, rel=1e-3)
-    assert pure.n_traces == floored.n_traces == adam.n_traces == 1
+    assert floored.n_traces <= 1 and adam.n_traces == 1 and pure.n_traces <= 1
     json.dumps(floored.to_dict())
 
 
