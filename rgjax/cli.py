@@ -7,6 +7,8 @@ Subcommands:
 * ``rgjax gaussianity`` — Gaussian vs Cauchy fits of the feature modes (paper Figs. 2 and 5).
 * ``rgjax toy``    — the Hermite toy model of non-Gaussian reweighting (paper Fig. 3).
 * ``rgjax optimize`` — gradient-based tuning of the kernel and σ² on the predicted test MSE.
+* ``rgjax bench``  — time every stage on this machine's devices against numpy/scipy/sklearn
+  baselines, with accuracies and peak memory. Writes ``bench.json``, ``bench.md``, ``bench.png``.
 * ``rgjax demo``   — a 10-second tour of the public API on a small synthetic pool.
 * ``rgjax plot DIR`` — redraw the figures of a finished run from its JSON.
 * ``rgjax doctor`` — the environment: JAX version and devices, float64, optional dependencies,
@@ -14,9 +16,10 @@ Subcommands:
 
 The jobs and ``demo`` keep JAX's compiled programs in a persistent cache
 (:mod:`rgjax.compile_cache`), so a second run skips most compilation; ``--no-compile-cache`` or
-``RGJAX_COMPILE_CACHE=0`` turns it off, ``RGJAX_COMPILE_CACHE=DIR`` moves it.
+``RGJAX_COMPILE_CACHE=0`` turns it off, ``RGJAX_COMPILE_CACHE=DIR`` moves it. ``bench`` is the
+exception: it measures compilation, so it runs without the cache unless given ``--compile-cache``.
 
-The options of the four jobs are generated from their ``Config`` dataclasses
+The options of the jobs are generated from their ``Config`` dataclasses
 (:mod:`rgjax.jobs`): flag ``--field-name``, the field's default and its ``metadata["help"]``, so
 each default is written once. User errors are one line naming the fix (exit status 2); ``--debug``
 shows the traceback.
@@ -60,6 +63,7 @@ EXAMPLES = """examples:
   rgjax toy                                     # paper Fig. 3, 5 million data sets, ~30 s
   rgjax optimize --task mnist-0-1 --eta 100 --out runs/opt
   rgjax plot runs/mnist89
+  rgjax bench --quick                           # time every stage on this machine, ~30 s
   rgjax demo
   rgjax doctor                                  # what rgjax sees: devices, x64, data, cache
   rgjax --no-compile-cache curve                # do not read or write compiled programs
@@ -79,8 +83,8 @@ class Job(NamedTuple):
 
 
 def _jobs() -> dict[str, Job]:
-    """The four jobs; loaded when the command line is parsed, not on ``import rgjax.cli``."""
-    from rgjax.jobs import curve, gaussianity, optimize, toy
+    """The jobs; loaded when the command line is parsed, not on ``import rgjax.cli``."""
+    from rgjax.jobs import bench, curve, gaussianity, optimize, toy
 
     return {
         "curve": Job(
@@ -118,6 +122,21 @@ def _jobs() -> dict[str, Job]:
             "regression. Writes DIR/optimize.json, optimize_loss.png, optimize_mse.png and "
             "optimize_grid.png.",
             "example:\n  rgjax optimize --task mnist-0-1 --eta 100 --out runs/opt"),
+        "bench": Job(
+            bench.BenchConfig, bench.run, bench.RESULTS_FILE, "runs/bench-{platform}",
+            "benchmark this machine's devices: every stage against numpy/scipy/sklearn",
+            "Time the Gram matrix, dense eigh, top-k, the four theories, the empirical curve, the "
+            "toy Monte Carlo and the whole curve pipeline on the local devices, at sizes chosen "
+            "for the platform (CPU small, GPU larger; --quick tiny, --sizes your own). Each "
+            "measurement records the cold time (compilation included: the persistent compilation "
+            "cache stays off unless --compile-cache), the compile time, the best warm time, peak "
+            "memory, a baseline (numpy, scipy, scikit-learn where installed) with the speed ratio, "
+            "and the accuracy against a reference; a stage that fails is recorded and the bench "
+            "goes on. Writes DIR/bench.json (after every measurement), DIR/bench.md and "
+            "DIR/bench.png.",
+            "examples:\n  rgjax bench --quick\n"
+            "  rgjax bench --sizes 2000,4000 --stages gram,eigh,topk\n"
+            "  rgjax bench --blas-threads 1 --out runs/bench-cpu"),
     }
 
 
@@ -166,6 +185,10 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _strs(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def _converter(annotation: Any, name: str) -> Callable[[str], Any] | type[bool]:
     """How a field's flag parses its text: bool (a switch), int, float, str or a comma list."""
     args = typing.get_args(annotation)
@@ -179,6 +202,8 @@ def _converter(annotation: Any, name: str) -> Callable[[str], Any] | type[bool]:
         return _ints
     if typing.get_origin(annotation) is tuple and args and set(args) - {Ellipsis} <= {float}:
         return _floats
+    if typing.get_origin(annotation) is tuple and args and set(args) - {Ellipsis} <= {str}:
+        return _strs
     raise TypeError(f"the option of config field `{name}` ({annotation}) has no command-line form")
 
 
@@ -285,14 +310,15 @@ def _parser() -> argparse.ArgumentParser:
     for name, job in _jobs().items():
         j = _sub(sub, name, job.help, job.description, job.epilog)
         _add_config_options(j, job.config, FLAGS.get(name, {}), SWITCHES.get(name, {}))
-        _output_options(j, job.out.format(task="TASK"))
+        _output_options(j, job.out.format(task="TASK", platform="PLATFORM"))
 
     pl = _sub(sub, "plot", "redraw the figures of a finished run from its JSON",
-              "Redraw every figure of a results folder written by curve, gaussianity, toy or "
-              "optimize, from the JSON files it holds (no recomputation).",
+              "Redraw every figure of a results folder written by curve, gaussianity, toy, "
+              "optimize or bench, from the JSON files it holds (no recomputation).",
               "examples:\n  rgjax plot runs/curve-mnist-0-1\n  rgjax plot runs/toy")
     pl.add_argument("dir",
-                    help="results folder of `rgjax curve`, `gaussianity`, `toy` or `optimize`")
+                    help="results folder of `rgjax curve`, `gaussianity`, `toy`, `optimize` or "
+                         "`bench`")
 
     d = _sub(sub, "demo", "a quick tour of the API on a small synthetic pool",
              "Kernel → spectrum → RG flow of the ridge → learning-curve predictions on a "
@@ -328,7 +354,8 @@ def _run_job(name: str, args: argparse.Namespace) -> int:
     if name in CHECKS:
         CHECKS[name](args)
     cfg = _config(job.config, args)
-    out = Path(args.out or job.out.format(task=getattr(args, "task", "")))
+    out = Path(args.out or job.out.format(task=getattr(args, "task", ""),
+                                          platform=jax.default_backend()))
     job.run(cfg, out, progress=not args.quiet, plots=not args.no_plots)
     print(f"results: {out.resolve()}/{job.results_file}"
           + ("" if args.no_plots else f" and figures in {out.resolve()}/"))

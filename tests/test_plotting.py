@@ -491,6 +491,7 @@ def test_labels_table_and_figures_table():
         "gaussianity.json": plotting.save_gaussianity_figures,
         "toy.json": plotting.save_toy_figures,
         "optimize.json": plotting.save_optimize_figures,
+        "bench.json": plotting.save_bench_figures,
     }
 
 
@@ -498,6 +499,7 @@ def test_labels_table_and_figures_table():
     ("gaussianity.json", {"gaussianity_pair", "gaussianity_tails", "gaussianity_sweep"}),
     ("toy.json", {"toy"}),
     ("optimize.json", {"optimize_loss", "optimize_mse"}),
+    ("bench.json", {"bench"}),
 ])
 def test_writers_draw_empty_results(tmp_path, name, files):
     written = plotting.FIGURES[name]({}, str(tmp_path / "out"))

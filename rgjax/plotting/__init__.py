@@ -18,7 +18,9 @@ Figures, by job:
   :func:`plot_gaussianity_sweep`;
 * toy (``toy.json``, :mod:`rgjax.plotting.toy`): :func:`plot_toy_predictor` (Fig. 3);
 * optimize (``optimize.json``, :mod:`rgjax.plotting.optimize`): :func:`plot_optimize_loss`,
-  :func:`plot_optimize_mse`, :func:`plot_optimize_grid`.
+  :func:`plot_optimize_mse`, :func:`plot_optimize_grid`;
+* bench (``bench.json``, :mod:`rgjax.plotting.bench`): :func:`plot_bench` (time against size per
+  stage).
 
 Each job has a writer ``save_<job>_figures(results, out) -> dict[str, Path]`` that draws all its
 figures into the folder ``out``; :data:`FIGURES` maps each results file name to its writer.
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rgjax.plotting._style import LABELS, Label, PathLike, Results
+from rgjax.plotting.bench import plot_bench, save_bench_figures
 from rgjax.plotting.curve import (
     fit_power_law,
     plot_functional_rg,
@@ -64,6 +67,7 @@ __all__ = [
     "LABELS",
     "Label",
     "fit_power_law",
+    "plot_bench",
     "plot_functional_rg",
     "plot_gaussianity_pair",
     "plot_gaussianity_sweep",
@@ -76,6 +80,7 @@ __all__ = [
     "plot_spectrum",
     "plot_threshold_sweep",
     "plot_toy_predictor",
+    "save_bench_figures",
     "save_curve_figures",
     "save_gaussianity_figures",
     "save_optimize_figures",
@@ -89,4 +94,5 @@ FIGURES: dict[str, Callable[[Results, PathLike], dict[str, Path]]] = {
     "gaussianity.json": save_gaussianity_figures,
     "toy.json": save_toy_figures,
     "optimize.json": save_optimize_figures,
+    "bench.json": save_bench_figures,
 }
