@@ -19,14 +19,15 @@ from rgjax.jobs._pipeline import default_etas
 #: The pool of the measured run.
 N_POOL = 200
 
-#: At most this many programs for a whole run (it compiles 17 at N = 200, 18 at N = 300 and at
-#: N = 1000): gram tile, Gram checks, eigh, spectrum assembly, theories, cutoff and reweighted
-#: RG, functional flow, ridge flow, the PRNG key, the two fingerprint probes, the permutations
-#: and one trial program per padded system size.
+#: At most this many programs for a whole run (it compiles 15 at N = 200): gram tile, Gram
+#: checks, eigh, spectrum assembly, theories, cutoff and reweighted RG, functional flow, ridge
+#: flow, the PRNG key, the two fingerprint probes, the permutations and the nested-trial program
+#: (independent draws add one trial program per padded system size).
 MAX_PROGRAMS = 25
 #: The job's own stages: each is one program, compiled exactly once per run.
 STAGES = ("gram_tile", "_gram_stats", "_dense_eigh", "_assemble_arrays", "_theory_arrays",
-          "_rg_cutoff", "_mse_reweighted", "_ridge_profile", "_ridge_flow", "permutations")
+          "_rg_cutoff", "_mse_reweighted", "_ridge_profile", "_ridge_flow", "permutations",
+          "_nested_chunk")
 
 _SCRIPT = r"""
 import json, logging, sys, tempfile
@@ -56,17 +57,18 @@ jax.config.update("jax_log_compiles", True)
 
 from rgjax.jobs.curve import CurveConfig, run
 
-run(CurveConfig(pool_size=int(sys.argv[1]), trials=2, source="bundled"), tempfile.mkdtemp(),
+run(CurveConfig(pool_size=int(sys.argv[1]), trials=2, source="bundled",
+                nested=sys.argv[2] == "nested"), tempfile.mkdtemp(),
     progress=False, plots=False, log=lambda *_: None)
 print(json.dumps({"events": events, "logged": logged}))
 """
 
 
-def _compiles(tmp_path, pool_size):
+def _compiles(tmp_path, pool_size, draws="nested"):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
     env.update(JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1", RGJAX_COMPILE_CACHE="0",
                RGJAX_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, "-c", _SCRIPT, str(pool_size)], env=env,
+    done = subprocess.run([sys.executable, "-c", _SCRIPT, str(pool_size), draws], env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -79,18 +81,30 @@ def test_curve_compiles_each_stage_once(tmp_path):
     listing = "\n".join(logged)
     # Both records see the same compiles, and the event names the program being compiled.
     assert len(events) == len(logged) > 0, listing
-    # No program compiled twice for the same argument shapes. The trial program is the one
-    # exception: its system size is static (one program per padded size, same argument shapes).
-    twice = [line for line, n in collections.Counter(logged).items()
-             if n > 1 and "_independent_chunk" not in line]
+    # No program compiled twice for the same argument shapes.
+    twice = [line for line, n in collections.Counter(logged).items() if n > 1]
     assert not twice, "\n".join(twice)
-    sizes = {padded_size(int(eta), N_POOL) for eta in default_etas(N_POOL)}
-    assert names["_independent_chunk"] == len(sizes), listing
     # Each of the job's stages is one program, compiled once.
     for stage in STAGES:
         assert names[stage] == 1, (stage, names[stage], listing)
     # No eager op-by-op program: everything else is the key, probes and trial programs.
     others = set(names) - set(STAGES)
-    assert others <= {"_threefry_seed", "stage", "_probe_values", "_independent_chunk"}, listing
+    assert others <= {"_threefry_seed", "stage", "_probe_values"}, listing
     assert names["stage"] <= 1 and names["_probe_values"] <= 2, listing  # the key's seed; K and y
     assert len(events) <= MAX_PROGRAMS, listing
+
+
+def test_independent_draws_compile_one_trial_program_per_padded_size(tmp_path):
+    # --no-nested: the trials of each η run in a program per padded system size (η is traced),
+    # and nothing else changes.
+    out = _compiles(tmp_path, N_POOL, draws="independent")
+    names, logged = collections.Counter(out["events"]), out["logged"]
+    listing = "\n".join(logged)
+    sizes = {padded_size(int(eta), N_POOL) for eta in default_etas(N_POOL)}
+    assert names["_independent_chunk"] == len(sizes), listing
+    assert names["_nested_chunk"] == 0, listing
+    # The same argument shapes twice only for the trial program (its size is static).
+    twice = [line for line, n in collections.Counter(logged).items()
+             if n > 1 and "_independent_chunk" not in line]
+    assert not twice, "\n".join(twice)
+    assert len(out["events"]) <= MAX_PROGRAMS, listing

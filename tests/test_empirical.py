@@ -359,6 +359,45 @@ def test_nested_sets_are_uniform_draws():
         assert all(len(set(r)) == eta for r in sets[:50].tolist())
 
 
+def _two_sample_z(a, b):
+    """Per row of two (E, T) samples: z of the difference of means, and z of the log ratio of
+    standard deviations (delta method, ``Var log s ≈ (kurtosis − 1)/(4T)``, each sample's own
+    kurtosis, as the errors are far from normal)."""
+    t = a.shape[1]
+    se = np.hypot(a.std(1, ddof=1), b.std(1, ddof=1)) / np.sqrt(t)
+    z_mean = (a.mean(1) - b.mean(1)) / se
+
+    def kurt(x):
+        c = x - x.mean(1, keepdims=True)
+        return np.mean(c**4, 1) / np.mean(c**2, 1) ** 2
+
+    z_sd = np.log(a.std(1) / b.std(1)) / np.sqrt((kurt(a) - 1 + kurt(b) - 1) / (4 * t))
+    return z_mean, z_sd
+
+
+def test_nested_draws_match_independent_ones_in_mean_and_standard_error(pool):
+    # `rgjax curve` defaults to nested draws: each η's mean and standard error must be those of
+    # independent draws (only the correlation across η differs). 500 trials per η on each side.
+    x, K, y = pool
+    etas, trials = [3, 10, 25, 45], 500
+    nested = learning_curve(K, y, etas, SIGMA2, trials=trials, key=11, progress=False,
+                            nested=True)
+    indep = learning_curve(K, y, etas, SIGMA2, trials=trials, key=12, progress=False)
+    for kind in ("pool", "heldout"):
+        a, b = getattr(nested, f"mse_{kind}_trials"), getattr(indep, f"mse_{kind}_trials")
+        z_mean, z_sd = _two_sample_z(a, b)
+        assert np.all(np.abs(z_mean) < 4) and np.all(np.abs(z_sd) < 4), (kind, z_mean, z_sd)
+        se = getattr(nested, f"mse_{kind}_se")
+        np.testing.assert_allclose(se, a.std(1, ddof=1) / np.sqrt(trials), rtol=1e-12)
+    # The check has power: sets drawn from the points with x_0 > 0 only are told apart.
+    rng = np.random.default_rng(0)
+    favoured = np.flatnonzero(x[:, 0] > 0)
+    biased = np.array([[numpy_trial(K, y, rng.choice(favoured, eta, replace=False), SIGMA2)[0]
+                        for _ in range(trials)] for eta in etas[:2]])
+    z_mean, _ = _two_sample_z(biased, indep.mse_pool_trials[:2])
+    assert np.all(np.abs(z_mean) > 6), z_mean
+
+
 def test_nested_curve_matches_numpy_per_eta_solves(pool, nested_curve):
     _, K, y = pool
     lc = nested_curve

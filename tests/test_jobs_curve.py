@@ -125,7 +125,7 @@ def test_cli_user_errors_are_one_line(argv, needle, capsys, tmp_path):
 def test_synthetic_powerlaw_spectral_bias_within_10_percent(tmp_path):
     """Gaussian features, linear kernel: the spectral-bias theory is exact up to finite-size terms."""
     cfg = CurveConfig(task="synthetic-powerlaw", pool_size=800, n_modes=2000, etas=(20, 50, 100, 200),
-                      trials=30, seed=1)
+                      trials=40, seed=1)
     res = run_curve(cfg, tmp_path, progress=False, plots=False, log=lambda *_: None)
     emp = np.array(res["empirical"]["mse_pool"])
     se = np.array(res["empirical"]["mse_pool_se"])
@@ -145,7 +145,7 @@ def test_synthetic_powerlaw_spectral_bias_within_10_percent(tmp_path):
 #: The keys of results.json's "config" block (a results file is read back by these names).
 CONFIG_KEYS = {"task", "source", "pool_size", "split", "download", "data_dir", "activation", "depth",
                "W_std", "b_std", "sigma2", "thresholds", "threshold", "etas", "n_etas", "trials",
-               "seed", "block_size", "eigs", "n_modes", "alpha", "beta"}
+               "nested", "seed", "block_size", "eigs", "n_modes", "alpha", "beta"}
 
 
 def test_config_is_one_flat_dict_with_the_paper_defaults():
@@ -154,6 +154,7 @@ def test_config_is_one_flat_dict_with_the_paper_defaults():
     assert cfg["W_std"] == math.sqrt(2.0) and cfg["b_std"] == 0.1 and cfg["depth"] == 2
     assert cfg["thresholds"] == (0.3, 0.5, 0.7) and cfg["threshold"] == 0.5
     assert cfg["etas"] is None and cfg["n_etas"] == 12 and cfg["trials"] == 20
+    assert cfg["nested"] is True
     assert isinstance(CurveConfig(), PoolConfig)
     assert CurveConfig(threshold=0.4).thresholds == (0.3, 0.4, 0.5, 0.7)
     for bad, match in ((dict(trials=1), "trials"), (dict(depth=-1), "depth"),

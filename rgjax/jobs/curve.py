@@ -64,6 +64,11 @@ class CurveConfig(PoolConfig):
     n_etas: int = dataclasses.field(
         default=12, metadata={"help": "number of default training-set sizes"})
     trials: int = dataclasses.field(default=20, metadata={"help": "training sets per η"})
+    nested: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "nested training sets: the first η points of one random permutation "
+                          "per trial serve every η (each η's sets are uniform draws, as with "
+                          "independent ones; docs/theory.md §2)"})
     eigs: int | None = dataclasses.field(
         default=None,
         metadata={"help": "keep the top EIGS modes with the iterative top-k solver (the trace "
@@ -179,7 +184,7 @@ def _measure(pool: Pool, etas: np.ndarray, cfg: CurveConfig, out: Path, progress
     """The empirical GP learning curve, resumed from ``out/empirical.jsonl``."""
     t0 = time.perf_counter()
     curve = learning_curve(pool.K, pool.task.y, etas, cfg.sigma2, trials=cfg.trials,
-                           key=jax.random.key(cfg.seed), progress=progress,
+                           key=jax.random.key(cfg.seed), progress=progress, nested=cfg.nested,
                            results_path=out / "empirical.jsonl")
     timings["empirical"] = time.perf_counter() - t0
     return curve
