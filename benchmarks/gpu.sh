@@ -5,13 +5,13 @@
 #   RGJAX_GPU_SMOKE=1 bash benchmarks/gpu.sh   # tiny sizes on any machine (checks the script)
 #
 # It installs rgjax without touching the installed JAX (its other dependencies from ./.whl when
-# that folder holds wheels, installed into build/gpu-site inside the repository), then records, into
-# benchmarks/results/gpu_<backend>.json (and $OUT/ when set):
-#   1. device info (nvidia-smi, jax devices, versions);
-#   2. float64 dense eigh at N = 8k, 16k, 20k (20k is 3.2 GB > 2^31 bytes: cuSOLVER's limit; the
-#      failure is recorded, and rgjax.from_gram's fallback to top-k is exercised);
-#   3. the top-k path at N = 50k (Gram built on the GPU, top-256 + trace);
-#   4. the full `rgjax curve` pipeline on an N = 10k synthetic task (top-k and dense).
+# that folder holds wheels, installed into build/gpu-site inside the repository), prints the
+# device, then runs `rgjax bench` (`--quick` for the smoke run) into $OUT (default
+# benchmarks/results/bench-gpu). On a GPU its default ladder covers float64 dense eigh at
+# N = 4k…20k (20k is 3.2 GB > 2^31 bytes, cuSOLVER's limit: rgjax.from_gram's fallback to top-k
+# is recorded), top-k at N = 50k, the four theories, the empirical curve, the toy Monte Carlo and
+# the whole `rgjax curve` pipeline at N = 10k; every stage against its CPU baseline where one is
+# installed. bench.json and bench.md are then copied to benchmarks/results/bench_<platform>.*.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -23,7 +23,10 @@ fi
 python3 -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 nvidia-smi 2>/dev/null | head -15 || echo "no nvidia-smi"
 python3 -c "import jax, rgjax; print('jax', jax.__version__, jax.devices(), 'rgjax', rgjax.__version__)" || exit 1
-python3 benchmarks/bench_gpu.py ${RGJAX_GPU_SMOKE:+--smoke}
+out="${OUT:-benchmarks/results/bench-gpu}"
+python3 -m rgjax.cli bench --out "$out" ${RGJAX_GPU_SMOKE:+--quick}
 rc=$?
-if [ -n "${OUT:-}" ]; then cp benchmarks/results/gpu_*.json "$OUT"/ 2>/dev/null; fi
+platform=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['resolved']['platform'])" "$out/bench.json" 2>/dev/null || echo unknown)
+cp "$out/bench.json" "benchmarks/results/bench_${platform}.json" 2>/dev/null
+cp "$out/bench.md" "benchmarks/results/bench_${platform}.md" 2>/dev/null
 exit $rc

@@ -4,6 +4,7 @@
 * :mod:`rgjax.jobs.gaussianity` — Gaussian vs Cauchy fits of the feature modes.
 * :mod:`rgjax.jobs.toy` — the Hermite toy model of non-Gaussian reweighting.
 * :mod:`rgjax.jobs.optimize` — gradient-based tuning of the kernel on the predicted test MSE.
+* :mod:`rgjax.jobs.bench` — timings, baselines and accuracy of every stage on this machine.
 
 Each has a frozen ``Config`` (its fields carry the defaults and the command's help lines),
 ``run(cfg, out, *, progress=True, plots=True, log=print) -> dict`` writing the JSON file
