@@ -449,7 +449,6 @@ def _topk_jvp(op: _Operator, cfg: _Cfg, primals: tuple, tangents: tuple) -> tupl
     return out, (dw, jnp.nan * dW, jnp.zeros_like(res), float0(it), float0(nmv), float0(ok))
 
 
-_run = jax.jit(_topk, static_argnums=(0, 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,18 +564,11 @@ def topk_eigh(
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         raise ValueError(f"`tol` must be a number in (0, 1); got {tol!r}. The default is 1e-6.")
     _check_matvec_shape(op, operands, n, b, dtype)
-    key = _as_key(key)
-    V0 = jax.random.normal(key, (n, b), dtype)
-    tol_arr = jnp.asarray(tol, dtype)
     cfg = (k, b, m, _kept(k, b, m))
-    w, v, res, it, nmv, ok = _run(op, cfg, operands, V0, key, tol_arr, jnp.asarray(max_iter))
-    absw = jnp.abs(w)
-    safe = jnp.where(absw > 0, absw, 1.0)
-    rel = jnp.where(absw > 0, res / safe, jnp.where(res > 0, jnp.inf, 0.0))
-    report = SolverReport(res, rel, it, nmv, ok, tol_arr)
-    out = TopkResult(w, v, report)
+    out = _topk_program(op, cfg, n, np.dtype(dtype), operands, _as_key(key), np.asarray(tol, dtype),
+                 np.asarray(max_iter))
     if warn_unconverged:
-        warn_if_unconverged(report, basis_size=m, max_iter=max_iter)
+        warn_if_unconverged(out.report, basis_size=m, max_iter=max_iter)
     return out
 
 
@@ -599,9 +591,25 @@ def warn_if_unconverged(report: SolverReport, *, basis_size: int, max_iter: int)
     )
 
 
-def _as_key(key: KeyLike) -> Array:
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _topk_program(op: _Operator, cfg: _Cfg, n: int, dtype: np.dtype,
+                  operands: tuple[Array, ...], key: Array, tol: Array,
+                  max_iter: Array) -> TopkResult:
+    """:func:`topk_eigh` after its checks: start block, solver and report in one program."""
+    if key.ndim == 0 and not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.PRNGKey(key)  # an int seed (see _as_key)
+    V0 = jax.random.normal(key, (n, cfg[1]), dtype)
+    w, v, res, it, nmv, ok = _topk(op, cfg, operands, V0, key, tol, max_iter)
+    absw = jnp.abs(w)
+    safe = jnp.where(absw > 0, absw, 1.0)
+    rel = jnp.where(absw > 0, res / safe, jnp.where(res > 0, jnp.inf, 0.0))
+    return TopkResult(w, v, SolverReport(res, rel, it, nmv, ok, tol))
+
+
+def _as_key(key: KeyLike) -> Array | np.ndarray:
+    """A jax key, or an int seed as a 0-d numpy array (turned into a key inside the program)."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
+        return np.asarray(int(key), jax.dtypes.canonicalize_dtype(np.int64))
     if isinstance(key, jax.Array) and (
         jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)
     ):

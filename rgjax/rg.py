@@ -490,18 +490,33 @@ def truncation_error_bound(
     """
     check_inputs(spec, eta, sigma2, threshold)
     _check_theory(theory)
+    return _truncation_arrays(spec, eta, sigma2, threshold, theory, dof_correction)[1]
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _truncation_arrays(
+    spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: ArrayLike, theory: str,
+    dof_correction: bool,
+) -> tuple[Array, Array, Array]:
+    """``(cutoff inside the held modes, error bound, truncated curve)``, each ``eta``'s shape,
+    in one compiled program (the truncation functions read what they need from it)."""
     eta = as_eta(eta, spec.eigenvalues.dtype)
+    inside = jnp.ones(eta.shape, bool)
     if theory == "ek":
         ridge, factor = jnp.broadcast_to(jnp.asarray(sigma2, eta.dtype), eta.shape), 1.0
-        applicable = jnp.ones(eta.shape, bool)
+        applicable = inside
     else:
         ridge, factor, applicable = effective_ridge_traced(
             spec, eta, sigma2, threshold, dof_correction, None
         )
-        applicable = applicable & _cutoff_inside(spec, eta, sigma2, threshold, dof_correction)
+        inside = _cutoff_inside(spec, eta, sigma2, threshold, dof_correction)
+        applicable = applicable & inside
     x = eta * spec.eigenvalues[-1] / ridge
     bound = factor * jnp.minimum(1.0, 2.0 * x) * spec.residual_power
-    return jnp.where(applicable, bound, jnp.nan)
+    r = ridge[..., None]
+    g = (r / (r + eta[..., None] * spec.eigenvalues)) ** 2
+    curve = factor * (jnp.sum(g * spec.target_coefficients**2, axis=-1) + spec.residual_power)
+    return inside, jnp.where(applicable, bound, jnp.nan), curve
 
 
 def _cutoff_inside(
@@ -538,39 +553,19 @@ def truncation_valid(
         raise ValueError(f"`rtol` must be a positive number or None; got {rtol!r}.")
     if theory == "ek" and rtol is None:
         raise ValueError("theory='ek' needs `rtol`: the EK curve has no cutoff to check.")
-    eta = as_eta(eta, spec.eigenvalues.dtype)
     if not spec.is_truncated:
-        return jnp.ones(eta.shape, bool)
-    ok = jnp.ones(eta.shape, bool)
-    if theory == "rg":
-        ok = _cutoff_inside(spec, eta, sigma2, threshold, dof_correction)
+        return jnp.asarray(np.ones(np.shape(eta), bool))
+    inside, bound, curve = _truncation_arrays(spec, eta, sigma2, threshold, theory,
+                                              dof_correction)
+    return _valid(inside, bound, curve, rtol, theory == "rg")
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _valid(inside: Array, bound: Array, curve: Array, rtol: float | None, rg: bool) -> Array:
+    ok = inside if rg else jnp.ones(inside.shape, bool)
     if rtol is not None:
-        bound = truncation_error_bound(
-            spec, eta, sigma2, threshold, theory=theory, dof_correction=dof_correction
-        )
-        curve = _ek_type_curve(spec, eta, sigma2, threshold, theory, dof_correction)
         ok = ok & (bound <= rtol * curve)
     return ok
-
-
-def _ek_type_curve(
-    spec: Spectrum,
-    eta: Array,
-    sigma2: ArrayLike,
-    threshold: ArrayLike,
-    theory: str,
-    dof_correction: bool,
-) -> Array:
-    """The truncated spectrum's own MSE for ``theory`` (no NaN masking)."""
-    if theory == "ek":
-        ridge, factor = jnp.asarray(sigma2, eta.dtype), 1.0
-    else:
-        ridge, factor, _ = effective_ridge_traced(
-            spec, eta, sigma2, threshold, dof_correction, None
-        )
-    r = jnp.asarray(ridge)[..., None]
-    g = (r / (r + eta[..., None] * spec.eigenvalues)) ** 2
-    return factor * (jnp.sum(g * spec.target_coefficients**2, axis=-1) + spec.residual_power)
 
 
 def truncation_message(
@@ -596,22 +591,18 @@ def truncation_message(
     )
     if valid is None or bool(np.all(valid)):
         return None
-    eta_arr = as_eta(eta, spec.eigenvalues.dtype)
-    eta_np = np.broadcast_to(np.asarray(eta_arr), valid.shape)
+    inside, bound, curve = (np.broadcast_to(np.asarray(a), valid.shape) for a in _truncation_arrays(
+        spec, eta, sigma2, threshold, theory, dof_correction))
+    eta_np = np.broadcast_to(np.asarray(eta, float), valid.shape)
     reasons = []
-    if theory == "rg":
-        inside = np.asarray(_cutoff_inside(spec, eta_arr, sigma2, threshold, dof_correction))
-        if not np.all(inside):
-            e_max = float(eta_max(spec, sigma2, threshold, dof_correction=dof_correction))
-            reasons.append(
-                f"the RG cutoff κ* lies beyond the computed modes from η_max = {e_max:.4g} on"
-            )
-    if rtol is not None:
-        bound = truncation_error_bound(
-            spec, eta_arr, sigma2, threshold, theory=theory, dof_correction=dof_correction
+    if theory == "rg" and not np.all(inside):
+        e_max = float(eta_max(spec, sigma2, threshold, dof_correction=dof_correction))
+        reasons.append(
+            f"the RG cutoff κ* lies beyond the computed modes from η_max = {e_max:.4g} on"
         )
-        curve = _ek_type_curve(spec, eta_arr, sigma2, threshold, theory, dof_correction)
-        rel = np.broadcast_to(np.asarray(bound / curve), valid.shape)
+    if rtol is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = bound / curve
         over = np.isfinite(rel) & (rel > rtol)
         if np.any(over):
             reasons.append(

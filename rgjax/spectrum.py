@@ -505,12 +505,11 @@ def _assemble(
     The trace is ``trace`` when given, else the mean of the kernel diagonal ``diag`` (N,).
     ``vt`` is ``v.T`` when the caller already has it.
     """
-    if vt is None:
-        vt = v.T
     # √N travels as a value, not a constant, as in ``v.T @ y / jnp.sqrt(N)`` op by op (XLA turns
     # a division by a constant into a multiplication by its rounded reciprocal).
     root_n = np.sqrt(np.asarray(n, dtype=w.dtype))
-    lam, coef, total, power, clipped = _assemble_arrays(w, vt, y, root_n, diag, trace, n=n)
+    lam, coef, total, power, clipped = _assemble_arrays(w, v if vt is None else vt, y, root_n,
+                                                        diag, trace, n=n, transposed=vt is not None)
     return Spectrum(
         eigenvalues=lam,
         target_coefficients=coef,
@@ -524,12 +523,16 @@ def _assemble(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("n",))
+@functools.partial(jax.jit, static_argnames=("n", "transposed"))
 def _assemble_arrays(
-    w: Array, vt: Array, y: Array, root_n: Array, diag: Array | None, trace: ArrayLike | None,
-    n: int,
+    w: Array, v: Array, y: Array, root_n: Array, diag: Array | None, trace: ArrayLike | None,
+    n: int, transposed: bool,
 ) -> tuple[Array, Array, Array, Array, Array]:
-    """``(λ clipped at 0, y_k, trace, target power, clipped mass)`` in one compiled program."""
+    """``(λ clipped at 0, y_k, trace, target power, clipped mass)`` in one compiled program.
+
+    ``v`` is the ``(N, k)`` eigenvector matrix, or its transpose when ``transposed``.
+    """
+    vt = v if transposed else v.T
     lam = w / n
     clipped = jnp.sum(jnp.where(lam < 0, -lam, 0.0))
     if trace is not None:

@@ -20,7 +20,7 @@ and are treated as unlearnable (``ηλ_k ≪`` ridge), which is exact in the reg
   eigenvalues. :mod:`rgjax.optimize` differentiates through them.
 
 How the work is organised (each theory costs a few passes over the ``(η × modes)`` array, and
-the passes are what is worth counting; see :func:`_mode_sums` for how a pass is laid out):
+the passes are what is worth counting; :mod:`rgjax._passes` lays a pass out):
 
 * EK and RG: one pass each (two η share each division). The hard cutoff ``κ*(η, T)`` does not
   need the ``(η × modes)`` learnability array: ``L_k(η) < T`` exactly when
@@ -44,7 +44,7 @@ the passes are what is worth counting; see :func:`_mode_sums` for how a pass is 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from rgjax._passes import LANES, ek_sum, moments, series
 from rgjax._pytree import dataclass
 from rgjax._typing import Array, ArrayLike
 from rgjax._validate import check_eta, check_finite, check_sigma2, check_threshold, concrete
@@ -93,90 +94,10 @@ def _mse_ek(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike) -> Array:
     return _ek(spec, as_eta(eta, spec.eigenvalues.dtype), jnp.asarray(sigma2))
 
 
-# ---------------------------------------------------------------------------------------------
-# One pass over (η, modes): several sums Σ_k f(η, k) at once
-# ---------------------------------------------------------------------------------------------
-
-_LANES = 12  # modes per partial sum; see _mode_sums
-#: ``terms(per_eta, per_mode)`` of :func:`_mode_sums`: the summands, one array per sum.
-_Terms = Callable[[list[Array], list[Array]], list[Array]]
-_BIG = 1e150  # cap on 1 + λ/ρ in the paired EK pass (keeps the product of two finite)
-
-
-def _mode_sums(terms: _Terms, per_eta: Sequence[Array], per_mode: Sequence[Array]) -> list[Array]:
-    """``[Σ_k t(η, k) for t in terms(...)]`` for every η of the 1-D ``per_eta`` arrays: one pass.
-
-    ``terms(e, m)`` gets the per-η arrays shaped ``(1, n, 1)`` and the per-mode arrays shaped
-    ``(rows, 1, LANES)`` and returns a list of at least two arrays, which are summed by one
-    variadic reduce over the short last axis and then over the rows (the last ``k mod LANES``
-    modes go through a second, small reduce). Why this shape (XLA CPU): a reduce over ≤ 12
-    contiguous elements is unrolled and vectorised across the outputs, and the variadic reduce
-    evaluates the shared ``1/(λ + s)`` once for every sum. A long reduce with several outputs
-    compiles to scalar code; a single-output ``jnp.sum`` goes to a library kernel that is
-    vectorised but single-threaded and about half as fast, and several of those in one program had
-    their broadcasts merged and materialised; zero-padding the modes to a multiple of ``LANES``
-    gets fused into the loop as bounds checks that stop the vectorisation. Partial sums of ≤ 12
-    terms, then a sum over the rows, also keep the round-off at a few ulp. Not differentiable
-    (callers wrap it in custom JVPs).
-    """
-    k = per_mode[0].shape[0]
-    rows = k // _LANES
-    e = [v[None, :, None] for v in per_eta]
-
-    def reduce(blocks: list[Array]) -> list[Array]:
-        parts = terms(e, blocks)
-        zeros = tuple(np.zeros((), t.dtype) for t in parts)
-        add = lambda x, y: tuple(p + q for p, q in zip(x, y))  # noqa: E731
-        return [jnp.sum(t, axis=0) for t in lax.reduce(tuple(parts), zeros, add, (2,))]
-
-    sums: list[Array] = []
-    if rows:
-        sums = reduce([v[: rows * _LANES].reshape(rows, 1, _LANES) for v in per_mode])
-    if rows * _LANES < k:
-        rest = reduce([v[rows * _LANES:].reshape(1, 1, -1) for v in per_mode])
-        sums = [a + b for a, b in zip(sums, rest)] if sums else rest
-    return sums
-
-
-def _ek_terms(e: list[Array], m: list[Array]) -> list[Array]:
-    """Two η per division: with ``u = 1 + λ/ρ``, ``1/u_a = u_b/(u_a u_b)`` and vice versa."""
-    (inv_a, inv_b), (lam, y2) = e, m
-    u_a = jnp.minimum(1.0 + lam * inv_a, _BIG)
-    u_b = jnp.minimum(1.0 + lam * inv_b, _BIG)
-    p = 1.0 / (u_a * u_b)
-    q_a, q_b = u_b * p, u_a * p  # ρ/(ρ + λ) for each of the two
-    return [q_a * q_a * y2, q_b * q_b * y2]
-
-
-def _ek_plain(rho: Array, lam: Array, y2: Array) -> Array:
-    q = rho[:, None] / (rho[:, None] + lam)
-    return jnp.sum(q * q * y2, axis=-1)
-
-
-@jax.custom_jvp
-def _ek_sum(rho: Array, lam: Array, y2: Array) -> Array:
-    """``Σ_k y_k² (ρ/(ρ + λ_k))²`` for each ``ρ > 0`` of the 1-D ``rho``.
-
-    One pass, two ``ρ`` per division (division is what an EK pass spends most of its time on).
-    The cap ``1 + λ/ρ ≤ 1e150`` changes a term only where ``(ρ/(ρ + λ))² < 1e-300``.
-    """
-    n = rho.shape[0]
-    half = (n + 1) // 2
-    inv = 1.0 / jnp.concatenate([rho, rho[n - 1:]]) if n % 2 else 1.0 / rho
-    out_a, out_b = _mode_sums(_ek_terms, (inv[:half], inv[half:]), (lam, y2))
-    return jnp.concatenate([out_a, out_b])[:n]
-
-
-@_ek_sum.defjvp
-def _ek_sum_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple[Array, Array]:
-    # Under differentiation the plain formula gives both (same value to rounding, less to compile).
-    return jax.jvp(_ek_plain, primals, tangents)
-
-
 def _ek(spec: Spectrum, eta: Array, ridge: Array) -> Array:
     """``Σ_k (r/(r + ηλ_k))² y_k² +`` residual power, as ``ρ/(ρ + λ_k)``, ``ρ = r/η``: one pass."""
     rho = ridge / eta
-    out = _ek_sum(jnp.ravel(rho), spec.eigenvalues, spec.target_coefficients**2)
+    out = ek_sum(jnp.ravel(rho), spec.eigenvalues, spec.target_coefficients**2)
     return out.reshape(rho.shape) + spec.residual_power
 
 
@@ -238,37 +159,6 @@ def _mse_rg(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: ArrayL
 # ---------------------------------------------------------------------------------------------
 
 
-def _moments(s: Array, lam: Array, y2: Array | None, n_lam: int, n_y: int) -> list[Array]:
-    """``M_p = Σ_k λ_k/(λ_k + s)^p`` for ``p = 1..n_lam`` and ``Y_p = Σ_k y_k²/(λ_k + s)^p`` for
-    ``p = 2..n_y + 1``, for each ``s`` of the 1-D array ``s``: one pass over the modes."""
-
-    def terms(e: list[Array], m: list[Array]) -> list[Array]:
-        (s_,), (lam_, y2_) = e, m
-        r = 1.0 / (lam_ + s_)
-        out = []
-        t = lam_ * r
-        for _ in range(n_lam):
-            out.append(t)
-            t = t * r
-        t = y2_ * (r * r)
-        for _ in range(n_y):
-            out.append(t)
-            t = t * r
-        return out
-
-    return _mode_sums(terms, (s,), (lam, jnp.zeros_like(lam) if y2 is None else y2))
-
-
-def _series(coeffs: Sequence[Array], d: Array, first: int) -> Array:
-    """``Σ_j w_j (−δ)^j coeffs[j]`` with ``w_j = 1`` (``first=1``) or ``j + 1`` (``first=2``): the
-    moments at ``s + δ`` from those at ``s``, as
-    ``1/(λ+s+δ)^p = Σ_j C(p+j−1, j)(−δ)^j/(λ+s)^{p+j}``."""
-    out = jnp.zeros_like(d)
-    for j in reversed(range(len(coeffs))):
-        out = coeffs[j] * (1.0 if first == 1 else j + 1.0) - d * out
-    return out
-
-
 def _grid_start(log_eta: Array, lo: Array, hi: Array, c: Array, lam: Array) -> Array:
     """Initial ``log s`` for every η from a grid of ``η(s)`` (quintic Hermite, inverse function).
 
@@ -277,7 +167,7 @@ def _grid_start(log_eta: Array, lo: Array, hi: Array, c: Array, lam: Array) -> A
     """
     nodes = jnp.linspace(jnp.min(lo), jnp.max(hi), _GRID)
     s = jnp.exp(nodes)
-    m1, m2, m3 = _moments(s, lam, None, 3, 0)
+    m1, m2, m3 = moments(s, lam, None, 3, 0)
     e = m1 + c / s
     e1 = -s * m2 - c / s  # dη/du
     e2 = -s * m2 + 2.0 * s * s * m3 + c / s  # d²η/du²
@@ -312,7 +202,7 @@ def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, A
     Returns ``s*`` and, when ``y2`` is given, ``M_2 = Σ λ/(λ+s*)²`` and ``Y_2 = Σ y²/(λ+s*)²``.
     Safeguarded Newton in ``u = log s`` on ``log η(s) = log η``, bracket
     ``[log(c/η), log((c + Σλ)/η)]`` (κ between the bare ridge plus tail and ``σ² + trace``). Every
-    iteration is one pass (:func:`_moments`); once the step ``δ`` in ``s`` satisfies
+    iteration is one pass (:func:`~rgjax._passes.moments`); once the step ``δ`` in ``s`` satisfies
     ``|δ|/s ≤ (ε/(N+2))^{1/(N+1)}`` the series of the moments at ``s + δ`` is exact to rounding,
     so the root is refined on it and the outputs are read off it without another pass.
     """
@@ -323,9 +213,9 @@ def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, A
     log_eta = jnp.log(eta)
     lo = jnp.log(c / eta)
     hi = jnp.log((c + jnp.sum(lam)) / eta)
-    # Zero modes add nothing to any moment: pad once to whole blocks of _LANES, so that every pass
+    # Zero modes add nothing to any moment: pad once to whole blocks of LANES, so that every pass
     # in the loop is a single reduce (the loop boundary keeps the padding out of the loop body).
-    pad = (0, -lam.shape[0] % _LANES)
+    pad = (0, -lam.shape[0] % LANES)
     lam = jnp.pad(lam, pad)
     y2 = None if y2 is None else jnp.pad(y2, pad)
     if eta.shape[0] >= _GRID_MIN_ETA:
@@ -344,7 +234,7 @@ def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, A
     def body(state):
         it, u, a, b, done, s_out, m2_out, y_out = state
         s = jnp.exp(u)
-        mom = _moments(s, lam, y2, n_lam, n_y)
+        mom = moments(s, lam, y2, n_lam, n_y)
         m, ym = mom[:n_lam], mom[n_lam:]
         eta_s = m[0] + c / s
         f = jnp.log(eta_s) - log_eta  # > 0: η(s) too large, the root lies above u
@@ -356,8 +246,8 @@ def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, A
         d = s * jnp.expm1(du)
         for _ in range(3):
             sd = s + d
-            p = _series(m[: order + 1], d, 1) + c / sd - eta
-            dp = -_series(m[1 : order + 1], d, 2) - c / (sd * sd)
+            p = series(m[: order + 1], d, 1) + c / sd - eta
+            dp = -series(m[1 : order + 1], d, 2) - c / (sd * sd)
             d = d - p / dp
         # (|du| small too: far from the root the three series steps need not converge)
         small = (jnp.abs(d) <= series_ok * s) & (jnp.abs(du) <= 1e-2)
@@ -367,8 +257,8 @@ def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, A
         new = ~done
         s_out = jnp.where(new, s + d, s_out)
         if with_y:
-            m2_out = jnp.where(new, _series(m[1 : order + 2], d, 2), m2_out)
-            y_out = jnp.where(new, _series(ym, d, 2), y_out)
+            m2_out = jnp.where(new, series(m[1 : order + 2], d, 2), m2_out)
+            y_out = jnp.where(new, series(ym, d, 2), y_out)
         done = done | accept
         un = u + du
         inside = (un > a) & (un < b) & jnp.isfinite(un)
