@@ -34,6 +34,8 @@ def test_quick_run_writes_every_stage(quick):
     assert stages == set(bench.STAGES)
     cases = {r["case"] for r in res["records"] if r["stage"] == "theory"}
     assert cases == {"ek", "rg", "rg_dof", "spectral_bias"}
+    cases = {r["case"] for r in res["records"] if r["stage"] == "empirical"}
+    assert cases == {"independent", "nested"}
     keys = {"stage", "case", "n", "params", "cold_s", "compile_s", "warm_s", "repeats",
             "baseline", "baseline_s", "ratio", "accuracy", "accuracy_ref", "accuracy_kind",
             "peak_rss_mb", "device_peak_mb", "note", "error"}

@@ -519,23 +519,32 @@ def _topk_stage(b: _Bench, K: np.ndarray | Array, y: np.ndarray, n: int,
 
 
 def _empirical_stage(b: _Bench, K: np.ndarray | Array, y: np.ndarray, n: int) -> None:
+    """Independent draws (``learning_curve``'s default) and nested ones (``rgjax curve``'s)."""
+    for nested in (False, True):
+        _empirical_draws(b, K, y, n, nested)
+
+
+def _empirical_draws(b: _Bench, K: np.ndarray | Array, y: np.ndarray, n: int,
+                     nested: bool) -> None:
+    case = "nested" if nested else "independent"
     etas = default_etas(n, 6)
     etas = etas[etas < n]
     trials, seed = (2 if b.cfg.quick else 4), b.cfg.seed
     t = measure(lambda: learning_curve(K, y, etas, _EMPIRICAL_SIGMA2, trials=trials, key=seed,
-                                       progress=False), b.repeats)
+                                       progress=False, nested=nested), b.repeats)
     got = t.out.mse_pool_trials  # (E, T)
-    params = {"etas": etas.tolist(), "trials": trials, "sigma2": _EMPIRICAL_SIGMA2}
+    params = {"etas": etas.tolist(), "trials": trials, "sigma2": _EMPIRICAL_SIGMA2,
+              "nested": nested}
     if not b.baseline_at(n):
-        b.add(record("empirical", n, t, params=params))
+        b.add(record("empirical", n, t, case=case, params=params))
         return
-    sets = [training_sets(seed, n, int(eta), trials) for eta in t.out.etas]
+    sets = [training_sets(seed, n, int(eta), trials, nested=nested) for eta in t.out.etas]
     Kh = np.asarray(K)
-    bs, _, (name, want) = best_of(
+    bs, _, (base, want) = best_of(
         lambda: kernel_ridge_mse(Kh, y, sets, _EMPIRICAL_SIGMA2), b.repeats)
-    b.add(record("empirical", n, t, params=params, baseline=name, baseline_s=bs,
+    b.add(record("empirical", n, t, case=case, params=params, baseline=base, baseline_s=bs,
                  accuracy=rel_err(got, want),
-                 accuracy_ref=f"max relative difference of the per-trial pool MSEs vs {name}"))
+                 accuracy_ref=f"max relative difference of the per-trial pool MSEs vs {base}"))
 
 
 def _pool_at(b: _Bench, n: int, fallback_seen: bool) -> bool:
