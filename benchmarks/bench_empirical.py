@@ -11,9 +11,10 @@ clock starts, so the baseline is not charged for them), computing the same pool 
 
 Two rgjax modes, each against the baseline on its own training sets:
 
-* ``independent`` (the default): independent draws per η, one Cholesky per (η, trial).
-* ``nested`` (``nested=True``): per trial one permutation whose prefixes are the sets of all η;
-  one Cholesky at the largest η serves every η of the trial.
+* ``independent`` (``learning_curve``'s default): independent draws per η, one Cholesky per
+  (η, trial).
+* ``nested`` (``nested=True``, the default of ``rgjax curve``): per trial one permutation whose
+  prefixes are the sets of all η; one Cholesky at the largest η serves every η of the trial.
 
 Reported per σ² and mode: warm wall and CPU times (best of ``--repeat``, rgjax and the baseline
 interleaved) and their ratios (CPU time is the steadier of the two on a shared machine),

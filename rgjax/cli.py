@@ -148,6 +148,8 @@ FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
 #: Help lines of flags whose meaning is the negation of their field.
 NEGATED_HELP: dict[str, str] = {
     "per_layer": "one W_std and b_std for all layers (default: per layer)",
+    "nested": "independent training sets for every η (default: nested ones, the first η points "
+              "of one random permutation per trial; same per-η statistics, docs/theory.md §2)",
 }
 
 
