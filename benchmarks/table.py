@@ -35,7 +35,8 @@ def rows(backend: str) -> list[tuple[str, ...]]:
         mem = d.get("memory", {}).get("gram_warm", {})
         out.append(("kernels", f"FC-ReLU depth {d['depth']}, N={d['n']}, d={d['d']}",
                     "numpy / neural-tangents 0.6.5",
-                    f"×{d['ratio_vs_numpy']:.1f} / ×{nt['ratio_full']:.1f}" if nt
+                    f"×{d['ratio_vs_numpy']:.1f} / ×{nt['ratio_full']:.1f}"
+                    + (" (NT: earlier run)" if nt.get("from_an_earlier_run") else "") if nt
                     else f"×{d['ratio_vs_numpy']:.1f} / n.a.",
                     _times(d.get("rgjax_first_call_s"), d["rgjax_s"]),
                     f"≥1× NT; peak {mem.get('peak_over_output', float('nan')):.2f}× output "

@@ -25,7 +25,8 @@ Spectrum (:mod:`rgjax.spectrum`, :mod:`rgjax.eigensolve`): :class:`Spectrum`, :f
 
 RG (:mod:`rgjax.rg`): :func:`ridge_flow`, :func:`learnability`, :func:`cutoff`,
 :func:`effective_ridge`, :func:`eta_max`, :func:`input_dependent_ridge`,
-:func:`truncation_valid` (is a top-k spectrum enough for this η?).
+:func:`truncation_error` and :func:`truncation_valid` (is a top-k spectrum, with its tail
+measure :class:`TailMeasure`, enough for this η?).
 
 Theories (:mod:`rgjax.theory`): :func:`mse_ek`, :func:`mse_rg`, :func:`mse_spectral_bias`,
 :func:`kappa`, :func:`eigenlearning`.
@@ -86,9 +87,9 @@ from rgjax.rg import (
     input_dependent_ridge,
     learnability,
     ridge_flow,
-    truncation_valid,
 )
 from rgjax.spectrum import Spectrum, from_eigenvalues, from_gram, from_matvec, powerlaw
+from rgjax.tail import TailMeasure, tail_measure
 from rgjax.theory import (
     Eigenlearning,
     eigenlearning,
@@ -99,6 +100,7 @@ from rgjax.theory import (
 )
 from rgjax.toy import ToyProblem
 from rgjax.toy import monte_carlo as toy_monte_carlo
+from rgjax.truncation import truncation_error, truncation_valid
 
 __all__ = [
     "__version__",
@@ -111,7 +113,9 @@ __all__ = [
     "Spectrum", "from_gram", "from_matvec", "from_eigenvalues", "powerlaw", "topk_eigh",
     # rg
     "Cutoff", "ridge_flow", "learnability", "cutoff", "effective_ridge", "eta_max",
-    "input_dependent_ridge", "truncation_valid",
+    "input_dependent_ridge",
+    # truncated spectra
+    "TailMeasure", "tail_measure", "truncation_error", "truncation_valid",
     # theory
     "Eigenlearning", "mse_ek", "mse_rg", "mse_spectral_bias", "kappa", "eigenlearning",
     # data and experiment

@@ -98,15 +98,19 @@ def ek_sum_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple
     return jax.jvp(_ek_plain, primals, tangents)
 
 
-def moments(s: Array, lam: Array, y2: Array | None, n_lam: int, n_y: int) -> list[Array]:
-    """``M_p = Σ_k λ_k/(λ_k + s)^p`` for ``p = 1..n_lam`` and ``Y_p = Σ_k y_k²/(λ_k + s)^p`` for
-    ``p = 2..n_y + 1``, for each ``s`` of the 1-D array ``s``: one pass over the modes."""
+def moments(s: Array, lam: Array, y2: Array | None, n_lam: int, n_y: int,
+            lamw: Array | None = None) -> list[Array]:
+    """``M_p = Σ_k w_k/(λ_k + s)^p`` for ``p = 1..n_lam`` and ``Y_p = Σ_k y_k²/(λ_k + s)^p`` for
+    ``p = 2..n_y + 1``, for each ``s`` of the 1-D array ``s``: one pass over the modes.
+
+    ``w_k = λ_k``, or ``lamw`` when given (modes of a quadrature count with their weight).
+    """
 
     def terms(e: list[Array], m: list[Array]) -> list[Array]:
-        (s_,), (lam_, y2_) = e, m
+        (s_,), (lam_, num_, y2_) = e, (m if lamw is not None else [m[0], m[0], m[1]])
         r = 1.0 / (lam_ + s_)
         out = []
-        t = lam_ * r
+        t = num_ * r
         for _ in range(n_lam):
             out.append(t)
             t = t * r
@@ -116,7 +120,8 @@ def moments(s: Array, lam: Array, y2: Array | None, n_lam: int, n_y: int) -> lis
             t = t * r
         return out
 
-    return mode_sums(terms, (s,), (lam, jnp.zeros_like(lam) if y2 is None else y2))
+    y2 = jnp.zeros_like(lam) if y2 is None else y2
+    return mode_sums(terms, (s,), (lam, y2) if lamw is None else (lam, lamw, y2))
 
 
 def series(coeffs: Sequence[Array], d: Array, first: int) -> Array:

@@ -151,7 +151,7 @@ class SolverOptions(TypedDict, total=False):
 
 
 @dataclass
-class _Operator:
+class Operator:
     """Static (hashable) half of an operator; its arrays travel separately as jit operands.
 
     ``apply(V, operands)`` computes ``K @ V``. For a ``functools.partial`` its array arguments
@@ -203,7 +203,7 @@ def _is_array(x: object) -> bool:
     return isinstance(x, (jax.Array, np.ndarray))
 
 
-def _make_operator(matvec: Callable[[Array], Array]) -> tuple[_Operator, tuple[Array, ...]]:
+def _make_operator(matvec: Callable[[Array], Array]) -> tuple[Operator, tuple[Array, ...]]:
     """Split a callable into its static half and its array operands.
 
     Array arguments of a ``functools.partial`` and array leaves of a callable pytree (e.g.
@@ -214,16 +214,16 @@ def _make_operator(matvec: Callable[[Array], Array]) -> tuple[_Operator, tuple[A
     else:
         leaves, _ = jax.tree_util.tree_flatten(matvec)
         if len(leaves) == 1 and leaves[0] is matvec:  # not a pytree: opaque
-            return _Operator(_Call(matvec), _EMPTY, (), ()), ()
+            return Operator(_Call(matvec), _EMPTY, (), ()), ()
         func, tree = _call_pytree, ((matvec,), {})
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     is_array = tuple(_is_array(x) for x in leaves)
     static = tuple(None if a else x for a, x in zip(is_array, leaves))
-    op = _Operator(func, treedef, static, is_array)
+    op = Operator(func, treedef, static, is_array)
     try:
         hash(op)
     except TypeError:  # unhashable static parts: fall back to the opaque callable
-        return _Operator(_Call(matvec), _EMPTY, (), ()), ()
+        return Operator(_Call(matvec), _EMPTY, (), ()), ()
     return op, tuple(x for a, x in zip(is_array, leaves) if a)
 
 
@@ -324,7 +324,7 @@ _SEGMENTS = 4
 
 
 def _fill(
-    op: _Operator,
+    op: Operator,
     operands: tuple[Array, ...],
     Qt: Array,
     Wt: Array,
@@ -364,7 +364,7 @@ _Out = tuple[Array, Array, Array, Array, Array, Array]  # w, V, residuals, cycle
 
 
 def _solve(
-    op: _Operator,
+    op: Operator,
     cfg: _Cfg,
     operands: tuple[Array, ...],
     V0: Array,
@@ -405,7 +405,7 @@ def _solve(
 
 
 def _dense_small(
-    op: _Operator, operands: tuple[Array, ...], n: int, k: int, dtype: DTypeLike
+    op: Operator, operands: tuple[Array, ...], n: int, k: int, dtype: DTypeLike
 ) -> _Out:
     """Exact path when the Krylov basis would cover the whole space: materialise K and ``eigh``."""
     K = op.apply(jnp.eye(n, dtype=dtype), operands)
@@ -419,7 +419,7 @@ def _dense_small(
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
 def _topk(
-    op: _Operator,
+    op: Operator,
     cfg: _Cfg,
     operands: tuple[Array, ...],
     V0: Array,
@@ -435,7 +435,7 @@ def _topk(
 
 
 @_topk.defjvp
-def _topk_jvp(op: _Operator, cfg: _Cfg, primals: tuple, tangents: tuple) -> tuple[_Out, tuple]:
+def _topk_jvp(op: Operator, cfg: _Cfg, primals: tuple, tangents: tuple) -> tuple[_Out, tuple]:
     # Eigenvalues: dw_i = v_iᵀ dK v_i with dK V = d(matvec)(V): exact for simple eigenvalues.
     # Eigenvectors of a truncated decomposition would need (w_i − K)⁻¹ on the uncomputed modes:
     # not supported, so their tangent is NaN, and anything that depends on them (y_k, features)
@@ -547,7 +547,7 @@ def topk_eigh(
       >>> res.eigenvectors.shape
       (200, 3)
     """
-    op, operands, n, dtype = _check_operator(operator, n, dtype)
+    op, operands, n, dtype = check_operator(operator, n, dtype)
     k = check_int(k, "k", 1, n, f"at most the matrix size N={n}")
     b, m = default_basis(k)
     if block_size is not None:
@@ -592,7 +592,7 @@ def warn_if_unconverged(report: SolverReport, *, basis_size: int, max_iter: int)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _topk_program(op: _Operator, cfg: _Cfg, n: int, dtype: np.dtype,
+def _topk_program(op: Operator, cfg: _Cfg, n: int, dtype: np.dtype,
                   operands: tuple[Array, ...], key: Array, tol: Array,
                   max_iter: Array) -> TopkResult:
     """:func:`topk_eigh` after its checks: start block, solver and report in one program."""
@@ -620,9 +620,9 @@ def _as_key(key: KeyLike) -> Array | np.ndarray:
     )
 
 
-def _check_operator(
+def check_operator(
     operator: ArrayLike | Callable[[Array], Array], n: int | None, dtype: DTypeLike | None
-) -> tuple[_Operator, tuple[Array, ...], int, jnp.dtype]:
+) -> tuple[Operator, tuple[Array, ...], int, jnp.dtype]:
     """Return ``(op, operands, N, dtype)`` for an array or a callable, or raise naming the fix."""
     if callable(operator) and not _is_array(operator):
         if n is None:
@@ -646,11 +646,11 @@ def _check_operator(
         raise ValueError(f"`n`={n} does not match the matrix size {K.shape[0]}; omit `n`.")
     if not jnp.issubdtype(K.dtype, jnp.floating):
         K = K.astype(jnp.result_type(float))
-    return _Operator(None), (K,), K.shape[0], K.dtype
+    return Operator(None), (K,), K.shape[0], K.dtype
 
 
 def _check_matvec_shape(
-    op: _Operator, operands: tuple[Array, ...], n: int, b: int, dtype: DTypeLike
+    op: Operator, operands: tuple[Array, ...], n: int, b: int, dtype: DTypeLike
 ) -> None:
     """Trace the callable once on a ``(N, b)`` block (no computation) and check what it returns."""
     if op.func is None:

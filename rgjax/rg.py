@@ -21,10 +21,9 @@ sees the ridge ``(σ² + t_k) / (1 − (k−1)/η)`` and ``σ²_dof = (σ² + t_
 defined while ``κ* < η``.
 
 Truncated spectra (top ``k`` modes plus the trace, from ``method="topk"`` or ``from_matvec``): the
-RG needs the cutoff ``κ*`` inside the computed modes, i.e. ``η < eta_max(spec)``, and the theories
-treat the modes beyond ``k`` as unlearnable. :func:`truncation_error_bound` bounds the error that
-makes, :func:`truncation_valid` says where the truncated curve can be trusted, and
-:func:`truncation_message` / :func:`check_truncation` say "k is too small for this η" in words.
+RG needs the cutoff ``κ*`` inside the computed modes, i.e. ``η < eta_max(spec)``; the theories see
+the modes beyond ``k`` through the spectrum's tail measure (:mod:`rgjax.tail`), and
+:mod:`rgjax.truncation` estimates their error and says where a curve can be trusted.
 
 Every function accepts a scalar or an array ``eta`` and returns arrays of ``eta``'s shape (with a
 trailing mode axis where stated). All are jit-able and differentiable; input checks run on concrete
@@ -43,7 +42,7 @@ from jax.typing import DTypeLike
 
 from rgjax._pytree import dataclass
 from rgjax._typing import Array, ArrayLike
-from rgjax._validate import check_eta, check_sigma2, check_threshold, check_x64, concrete, warn
+from rgjax._validate import check_eta, check_sigma2, check_threshold, check_x64, concrete
 from rgjax.spectrum import Spectrum
 
 __all__ = [
@@ -55,10 +54,6 @@ __all__ = [
     "effective_ridge",
     "eta_max",
     "input_dependent_ridge",
-    "truncation_error_bound",
-    "truncation_valid",
-    "truncation_message",
-    "check_truncation",
 ]
 
 
@@ -432,210 +427,3 @@ def _ridge_profile(spec: Spectrum, sigma2: ArrayLike, kap: Array) -> Array:
         beyond = (modes >= kap[..., None]).astype(contrib.dtype)
         greater = beyond @ contrib_t
     return jnp.asarray(sigma2) + greater
-
-
-# ---------------------------------------------------------------------------------------------
-# Truncated spectra: is k large enough for this η?
-# ---------------------------------------------------------------------------------------------
-
-_THEORIES = ("rg", "ek")
-
-
-def _check_theory(theory: str) -> None:
-    if theory not in _THEORIES:
-        raise ValueError(
-            f"`theory` must be one of {_THEORIES} (the EK-type sums the bound covers); got "
-            f"{theory!r}."
-        )
-
-
-def truncation_error_bound(
-    spec: Spectrum,
-    eta: ArrayLike,
-    sigma2: ArrayLike,
-    threshold: ArrayLike = 0.5,
-    *,
-    theory: str = "rg",
-    dof_correction: bool = False,
-) -> Array:
-    """Bound on the error of a learning curve from a truncated spectrum (top ``k`` modes + trace).
-
-    The EK-type curves ``MSE = c Σ_j g(λ_j) y_j²`` with ``g(λ) = (r/(r + ηλ))²`` — :func:`mse_ek`
-    (``theory="ek"``: ``r = σ²``, ``c = 1``) and :func:`mse_rg` (``theory="rg"``: ``r = σ²_eff``,
-    or ``σ²_dof`` and ``c = 1/(1 − κ*/η)`` with ``dof_correction``) — count every mode beyond
-    the held ``k`` as unlearnable (``g = 1``). For those modes ``λ_j ≤ λ_k`` (the smallest held
-    eigenvalue), so ``x_j = ηλ_j/r ≤ ηλ_k/r`` and
-    ``0 ≤ 1 − g = (2x + x²)/(1 + x)² ≤ min(1, 2x)``; summing with weights ``y_j²``:
-
-        ``0 ≤ MSE(truncated) − MSE(full) ≤ c · min(1, 2ηλ_k/r) · R_k``,
-
-    with ``R_k = Σ_{j>k} y_j²`` = :attr:`Spectrum.residual_power`. The ridge is the same in both:
-    ``σ²`` for EK; for the RG the learnabilities of the held modes use the exact tail masses (from
-    the trace), so where the truncated cutoff lies inside the held modes it is the full
-    spectrum's cutoff, and ``σ²_eff`` (and ``κ*``) agree. Elsewhere the truncated RG is not
-    applicable and the bound is NaN. The truncated curve is never below the full one.
-
-    Args:
-      spec: the (truncated) spectrum; the bound is exactly 0 for a full one (NaN where the RG
-        does not apply).
-      eta: training-set sizes, as in :func:`rgjax.theory.mse_rg`.
-      sigma2: bare ridge.
-      threshold: learnability threshold T.
-      dof_correction: rgjax's learned-mode correction (docs/theory.md §3b).
-      theory: ``"rg"`` or ``"ek"``. (The spectral-bias κ also shifts when tail modes are partly
-        learned; no bound is given for it. Its error is of the same order, ``ηλ_k/κ``.)
-
-    Returns:
-      ``eta``'s shape: the absolute bound (same units as the MSE).
-    """
-    check_inputs(spec, eta, sigma2, threshold)
-    _check_theory(theory)
-    return _truncation_arrays(spec, eta, sigma2, threshold, theory, dof_correction)[1]
-
-
-@functools.partial(jax.jit, static_argnums=(4, 5))
-def _truncation_arrays(
-    spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: ArrayLike, theory: str,
-    dof_correction: bool,
-) -> tuple[Array, Array, Array]:
-    """``(cutoff inside the held modes, error bound, truncated curve)``, each ``eta``'s shape,
-    in one compiled program (the truncation functions read what they need from it)."""
-    eta = as_eta(eta, spec.eigenvalues.dtype)
-    inside = jnp.ones(eta.shape, bool)
-    if theory == "ek":
-        ridge, factor = jnp.broadcast_to(jnp.asarray(sigma2, eta.dtype), eta.shape), 1.0
-        applicable = inside
-    else:
-        ridge, factor, applicable = effective_ridge_traced(
-            spec, eta, sigma2, threshold, dof_correction, None
-        )
-        inside = _cutoff_inside(spec, eta, sigma2, threshold, dof_correction)
-        applicable = applicable & inside
-    x = eta * spec.eigenvalues[-1] / ridge
-    bound = factor * jnp.minimum(1.0, 2.0 * x) * spec.residual_power
-    r = ridge[..., None]
-    g = (r / (r + eta[..., None] * spec.eigenvalues)) ** 2
-    curve = factor * (jnp.sum(g * spec.target_coefficients**2, axis=-1) + spec.residual_power)
-    return inside, jnp.where(applicable, bound, jnp.nan), curve
-
-
-def _cutoff_inside(
-    spec: Spectrum, eta: Array, sigma2: ArrayLike, threshold: ArrayLike, dof_correction: bool
-) -> Array:
-    """True where some held mode falls below ``T``, i.e. ``κ*`` lies inside the held modes."""
-    return cutoff_traced(spec, eta, sigma2, threshold, dof_correction).kappa < spec.n_modes
-
-
-def truncation_valid(
-    spec: Spectrum,
-    eta: ArrayLike,
-    sigma2: ArrayLike,
-    threshold: ArrayLike = 0.5,
-    rtol: float | None = None,
-    *,
-    theory: str = "rg",
-    dof_correction: bool = False,
-) -> Array:
-    """Where a truncated spectrum's learning curve can be trusted (bool, ``eta``'s shape).
-
-    ``theory="rg"``: the cutoff ``κ*(η, T)`` must lie inside the ``k`` held modes — exactly
-    ``η < eta_max(spec, sigma2, threshold)`` — since the RG cannot place it among modes it does
-    not know. With ``rtol``, also :func:`truncation_error_bound` ``≤ rtol ×`` the truncated
-    curve, i.e. the curve is within ``rtol`` (relative) of the full spectrum's.
-    ``theory="ek"``: only the ``rtol`` condition (``rtol`` required).
-
-    A full (untruncated) spectrum is valid everywhere: whether the RG applies at all in a finite
-    pool is :func:`cutoff`'s ``applicable`` (docs/theory.md §3), not a question of truncation.
-    """
-    check_inputs(spec, eta, sigma2, threshold)
-    _check_theory(theory)
-    if rtol is not None and not (isinstance(rtol, (int, float)) and rtol > 0):
-        raise ValueError(f"`rtol` must be a positive number or None; got {rtol!r}.")
-    if theory == "ek" and rtol is None:
-        raise ValueError("theory='ek' needs `rtol`: the EK curve has no cutoff to check.")
-    if not spec.is_truncated:
-        return jnp.asarray(np.ones(np.shape(eta), bool))
-    inside, bound, curve = _truncation_arrays(spec, eta, sigma2, threshold, theory,
-                                              dof_correction)
-    return _valid(inside, bound, curve, rtol, theory == "rg")
-
-
-@functools.partial(jax.jit, static_argnums=4)
-def _valid(inside: Array, bound: Array, curve: Array, rtol: float | None, rg: bool) -> Array:
-    ok = inside if rg else jnp.ones(inside.shape, bool)
-    if rtol is not None:
-        ok = ok & (bound <= rtol * curve)
-    return ok
-
-
-def truncation_message(
-    spec: Spectrum,
-    eta: ArrayLike,
-    sigma2: ArrayLike,
-    threshold: ArrayLike = 0.5,
-    rtol: float | None = None,
-    *,
-    theory: str = "rg",
-    dof_correction: bool = False,
-) -> str | None:
-    """A sentence saying for which ``η`` the held ``k`` modes are too few, or None if they suffice.
-
-    E.g. ``"k=256 modes are too few for η ≥ 1234 at σ²=1e-08 (T=0.5): the RG cutoff κ* leaves the
-    computed modes at η_max = 1180. Pass a larger k …"``. Concrete inputs only (returns None
-    under ``jit``).
-    """
-    valid = concrete(
-        truncation_valid(
-            spec, eta, sigma2, threshold, rtol, theory=theory, dof_correction=dof_correction
-        )
-    )
-    if valid is None or bool(np.all(valid)):
-        return None
-    inside, bound, curve = (np.broadcast_to(np.asarray(a), valid.shape) for a in _truncation_arrays(
-        spec, eta, sigma2, threshold, theory, dof_correction))
-    eta_np = np.broadcast_to(np.asarray(eta, float), valid.shape)
-    reasons = []
-    if theory == "rg" and not np.all(inside):
-        e_max = float(eta_max(spec, sigma2, threshold, dof_correction=dof_correction))
-        reasons.append(
-            f"the RG cutoff κ* lies beyond the computed modes from η_max = {e_max:.4g} on"
-        )
-    if rtol is not None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rel = bound / curve
-        over = np.isfinite(rel) & (rel > rtol)
-        if np.any(over):
-            reasons.append(
-                f"the modes beyond k may change the {theory.upper()} curve by up to "
-                f"{float(np.max(rel[over])):.2g} (relative; rtol={rtol:g}) from "
-                f"η = {float(np.min(eta_np[over])):.4g} on"
-            )
-    first_bad = float(np.min(eta_np[~valid]))
-    s2, t = float(np.min(np.asarray(sigma2))), float(np.min(np.asarray(threshold)))
-    return (
-        f"k={spec.n_modes} modes (of N={spec.n_pool}) are too few for η ≥ {first_bad:.4g} at "
-        f"σ²={s2:.3g} (T={t:g}): {'; '.join(reasons)}. Pass a larger k to "
-        "from_gram(..., method='topk') or from_matvec, or keep η below that value."
-    )
-
-
-def check_truncation(
-    spec: Spectrum,
-    eta: ArrayLike,
-    sigma2: ArrayLike,
-    threshold: ArrayLike = 0.5,
-    rtol: float | None = None,
-    *,
-    theory: str = "rg",
-    dof_correction: bool = False,
-) -> Array:
-    """:func:`truncation_valid`, and an :class:`~rgjax.RgjaxWarning` with
-    :func:`truncation_message` when some ``η`` is not valid."""
-    msg = truncation_message(
-        spec, eta, sigma2, threshold, rtol, theory=theory, dof_correction=dof_correction
-    )
-    if msg is not None:
-        warn(msg)
-    return truncation_valid(
-        spec, eta, sigma2, threshold, rtol, theory=theory, dof_correction=dof_correction
-    )

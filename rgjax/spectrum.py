@@ -43,6 +43,14 @@ from rgjax.eigensolve import (
     as_auto_sharded,
     topk_eigh,
 )
+from rgjax.tail import (
+    DEFAULT_PROBES,
+    DEFAULT_STEPS,
+    TailMeasure,
+    check_tail_options,
+    exact_tail,
+    tail_measure,
+)
 
 __all__ = [
     "Spectrum",
@@ -76,6 +84,11 @@ class Spectrum:
       solver: the top-k solver's :class:`~rgjax.eigensolve.SolverReport` (residuals, cycles,
         products, converged flag) for spectra from ``method="topk"`` or :func:`from_matvec`;
         ``None`` for dense and synthetic spectra.
+      tail: the :class:`~rgjax.tail.TailMeasure` of the modes beyond the held ones (quadratures
+        that every theory uses for them, docs/theory.md §8), or ``None``: then those modes count
+        as unlearnable (their mass and target power only). ``from_gram(..., method="topk")``
+        and :func:`from_matvec` compute it; :meth:`truncate` of a full spectrum keeps the
+        dropped modes exactly.
     """
 
     eigenvalues: Array
@@ -87,6 +100,7 @@ class Spectrum:
     clipped_mass: Array | float = 0.0
     n_pool: int = field(static=True, default=0)
     solver: SolverReport | None = None
+    tail: TailMeasure | None = None
 
     @property
     def n_modes(self) -> int:
@@ -122,8 +136,13 @@ class Spectrum:
             )
         return jnp.sqrt(float(self.n_pool)) * self.eigenvectors
 
-    def truncate(self, k: int) -> Spectrum:
-        """Keep the top ``k`` modes; trace and target power still describe the whole pool."""
+    def truncate(self, k: int, *, tail: bool = True) -> Spectrum:
+        """Keep the top ``k`` modes; trace and target power still describe the whole pool.
+
+        With ``tail`` the dropped modes join the tail measure exactly (as nodes of weight
+        ``y_j²`` and 1), so the theories of the truncated spectrum equal those of the original;
+        ``tail=False`` drops any tail measure (the modes beyond ``k`` then count as unlearnable).
+        """
         k = check_int(k, "k", 1, self.n_modes, "the number of modes held")
         vecs = None if self.eigenvectors is None else self.eigenvectors[:, :k]
         solver = self.solver
@@ -133,12 +152,16 @@ class Spectrum:
                 residuals=solver.residuals[:k],
                 relative_residuals=solver.relative_residuals[:k],
             )
+        kept = self.tail if tail else None
+        if tail and k < self.n_modes and (kept is not None or not self.is_truncated):
+            kept = exact_tail(self.eigenvalues[k:], self.target_coefficients[k:] ** 2, kept)
         return dataclasses.replace(
             self,
             eigenvalues=self.eigenvalues[:k],
             target_coefficients=self.target_coefficients[:k],
             eigenvectors=vecs,
             solver=solver,
+            tail=kept,
         )
 
     def __repr__(self) -> str:  # arrays can be 10^4 long: summarise instead
@@ -261,6 +284,8 @@ def from_gram(
     key: KeyLike = 0,
     tol: float = DEFAULT_TOL,
     solver_options: SolverOptions | None = None,
+    tail_steps: int = DEFAULT_STEPS,
+    tail_probes: int = DEFAULT_PROBES,
 ) -> Spectrum:
     """Diagonalise a Gram matrix on the pool measure.
 
@@ -280,6 +305,10 @@ def from_gram(
       tol: ``"topk"`` only: relative residual tolerance.
       solver_options: ``"topk"`` only: further keyword arguments of
         :func:`~rgjax.eigensolve.topk_eigh` (``block_size``, ``basis_size``, ``max_iter``).
+      tail_steps: ``"topk"`` only: Lanczos steps of the tail measure (:mod:`rgjax.tail`), the
+        quadrature through which every theory sees the modes beyond ``k``; 0 leaves it out
+        (those modes then count as unlearnable). ``"dense"`` keeps the dropped modes exactly.
+      tail_probes: ``"topk"`` only: Rademacher probes of the tail's unweighted sums.
 
     Returns:
       A :class:`Spectrum`. Negative round-off eigenvalues are clipped to 0; their total mass is
@@ -315,6 +344,7 @@ def from_gram(
     n = K.shape[0]
     if k is not None:
         k = _check_k(k, n)
+    check_tail_options(tail_steps, tail_probes)
     if method == "dense":
         nbytes = int(np.prod(K.shape)) * K.dtype.itemsize
         platform = _platform_of(K)
@@ -340,7 +370,7 @@ def from_gram(
             res.eigenvalues, res.eigenvectors, y, n, diag=jnp.diag(K), solver=res.report
         )
         _report_clipping(spec)
-        return spec
+        return _with_tail(spec, K, y, tail_steps, tail_probes, key)
     w, v, vt, diag = _dense_eigh(K)
     spec = _assemble(w, v, y, n, diag=diag, vt=vt)
     _report_clipping(spec)
@@ -357,6 +387,8 @@ def from_matvec(
     key: KeyLike = 0,
     tol: float = DEFAULT_TOL,
     solver_options: SolverOptions | None = None,
+    tail_steps: int = DEFAULT_STEPS,
+    tail_probes: int = DEFAULT_PROBES,
 ) -> Spectrum:
     """Top-``k`` spectrum from a matrix-free Gram product, without storing the ``(N, N)`` matrix.
 
@@ -376,6 +408,7 @@ def from_matvec(
       key: seed of the random start block (as in :func:`from_gram`).
       tol: relative residual tolerance.
       solver_options: further keyword arguments of :func:`~rgjax.eigensolve.topk_eigh`.
+      tail_steps, tail_probes: the tail measure, as in :func:`from_gram` (0 steps: none).
 
     Returns:
       A truncated :class:`Spectrum` (``k`` modes, ``n_pool = N``) with the solver's report in
@@ -396,6 +429,7 @@ def from_matvec(
         )
     n = y.shape[0]
     k = _check_k(k, n)
+    check_tail_options(tail_steps, tail_probes)
     if not callable(matvec) or isinstance(matvec, (jax.Array, np.ndarray)):
         raise TypeError(
             "`matvec` must be a callable V -> K @ V on (N, b) blocks; for a stored matrix use "
@@ -431,7 +465,17 @@ def from_matvec(
     )
     _check_trace(spec)
     _report_clipping(spec)
-    return spec
+    return _with_tail(spec, matvec, y, tail_steps, tail_probes, key)
+
+
+def _with_tail(spec: Spectrum, operator: ArrayLike | Callable[[Array], Array], y: Array,
+               steps: int, probes: int, key: KeyLike) -> Spectrum:
+    """``spec`` with the tail measure of the modes beyond its ``k`` (none when ``steps`` is 0
+    or fewer than two modes are left)."""
+    if steps == 0 or spec.n_pool - spec.n_modes < 2 or spec.eigenvectors is None:
+        return spec
+    tail = tail_measure(operator, spec.eigenvectors, y, steps=steps, probes=probes, key=key)
+    return dataclasses.replace(spec, tail=tail)
 
 
 def _check_trace(spec: Spectrum) -> None:

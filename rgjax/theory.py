@@ -58,6 +58,7 @@ from rgjax._typing import Array, ArrayLike
 from rgjax._validate import check_eta, check_finite, check_sigma2, check_threshold, concrete
 from rgjax.rg import as_eta, check_inputs, effective_ridge_traced
 from rgjax.spectrum import Spectrum, from_gram
+from rgjax.tail import TailMeasure
 
 __all__ = [
     "Eigenlearning",
@@ -94,11 +95,22 @@ def _mse_ek(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike) -> Array:
     return _ek(spec, as_eta(eta, spec.eigenvalues.dtype), jnp.asarray(sigma2))
 
 
-def _ek(spec: Spectrum, eta: Array, ridge: Array) -> Array:
-    """``Σ_k (r/(r + ηλ_k))² y_k² +`` residual power, as ``ρ/(ρ + λ_k)``, ``ρ = r/η``: one pass."""
+def _ek(spec: Spectrum, eta: Array, ridge: Array, tail: TailMeasure | None = None) -> Array:
+    """``Σ_k (r/(r + ηλ_k))² y_k² +`` the tail, as ``ρ/(ρ + λ_k)``, ``ρ = r/η``: one pass.
+
+    The tail is its target-weighted quadrature (``tail``, default ``spec.tail``), or, without
+    one, its target power counted as unlearnable.
+    """
     rho = ridge / eta
-    out = ek_sum(jnp.ravel(rho), spec.eigenvalues, spec.target_coefficients**2)
-    return out.reshape(rho.shape) + spec.residual_power
+    tail = spec.tail if tail is None else tail
+    lam, y2, rest = spec.eigenvalues, spec.target_coefficients**2, spec.residual_power
+    if tail is not None:
+        # The quadrature carries the whole tail power (Σ weights = ‖y_⊥‖²/N): nothing is left
+        # but the round-off of residual_power − Σ weights, which would swamp a tiny EK curve.
+        lam, y2 = jnp.concatenate([lam, tail.nodes]), jnp.concatenate([y2, tail.weights])
+        rest = jnp.zeros_like(rest)
+    out = ek_sum(jnp.ravel(rho), lam, y2)
+    return out.reshape(rho.shape) + rest
 
 
 def mse_rg(
@@ -159,7 +171,8 @@ def _mse_rg(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: ArrayL
 # ---------------------------------------------------------------------------------------------
 
 
-def _grid_start(log_eta: Array, lo: Array, hi: Array, c: Array, lam: Array) -> Array:
+def _grid_start(log_eta: Array, lo: Array, hi: Array, c: Array, lam: Array,
+                lamw: Array | None) -> Array:
     """Initial ``log s`` for every η from a grid of ``η(s)`` (quintic Hermite, inverse function).
 
     ``g(u) = log η(e^u)`` is explicit and strictly decreasing; its first two derivatives come from
@@ -167,7 +180,7 @@ def _grid_start(log_eta: Array, lo: Array, hi: Array, c: Array, lam: Array) -> A
     """
     nodes = jnp.linspace(jnp.min(lo), jnp.max(hi), _GRID)
     s = jnp.exp(nodes)
-    m1, m2, m3 = moments(s, lam, None, 3, 0)
+    m1, m2, m3 = moments(s, lam, None, 3, 0, lamw)
     e = m1 + c / s
     e1 = -s * m2 - c / s  # dη/du
     e2 = -s * m2 + 2.0 * s * s * m3 + c / s  # d²η/du²
@@ -196,8 +209,12 @@ def _grid_start(log_eta: Array, lo: Array, hi: Array, c: Array, lam: Array) -> A
 
 
 @jax.jit  # one compiled program also for eager (un-jitted) calls
-def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, Array, Array]:
+def _solve(eta: Array, c: Array, lam: Array, y2: Array | None,
+           lamw: Array | None = None) -> tuple[Array, Array, Array]:
     """Root ``s* = κ/η`` of ``η(s) = Σ_k λ_k/(λ_k + s) + c/s`` for each η of the 1-D ``eta``.
+
+    With ``lamw`` the numerators are ``lamw_k`` instead of ``λ_k`` (quadrature nodes of the tail
+    count with their weights, docs/theory.md §8).
 
     Returns ``s*`` and, when ``y2`` is given, ``M_2 = Σ λ/(λ+s*)²`` and ``Y_2 = Σ y²/(λ+s*)²``.
     Safeguarded Newton in ``u = log s`` on ``log η(s) = log η``, bracket
@@ -212,14 +229,15 @@ def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, A
     series_ok = (eps / (order + 2)) ** (1.0 / (order + 1))  # |δ|/s below this: series exact
     log_eta = jnp.log(eta)
     lo = jnp.log(c / eta)
-    hi = jnp.log((c + jnp.sum(lam)) / eta)
+    hi = jnp.log((c + jnp.sum(lam if lamw is None else lamw)) / eta)
     # Zero modes add nothing to any moment: pad once to whole blocks of LANES, so that every pass
     # in the loop is a single reduce (the loop boundary keeps the padding out of the loop body).
     pad = (0, -lam.shape[0] % LANES)
     lam = jnp.pad(lam, pad)
     y2 = None if y2 is None else jnp.pad(y2, pad)
+    lamw = None if lamw is None else jnp.pad(lamw, pad)
     if eta.shape[0] >= _GRID_MIN_ETA:
-        u0 = _grid_start(log_eta, lo, hi, c, lam)
+        u0 = _grid_start(log_eta, lo, hi, c, lam, lamw)
     else:
         u0 = 0.5 * (lo + hi)
     with_y = y2 is not None
@@ -234,7 +252,7 @@ def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, A
     def body(state):
         it, u, a, b, done, s_out, m2_out, y_out = state
         s = jnp.exp(u)
-        mom = moments(s, lam, y2, n_lam, n_y)
+        mom = moments(s, lam, y2, n_lam, n_y, lamw)
         m, ym = mom[:n_lam], mom[n_lam:]
         eta_s = m[0] + c / s
         f = jnp.log(eta_s) - log_eta  # > 0: η(s) too large, the root lies above u
@@ -270,40 +288,44 @@ def _solve(eta: Array, c: Array, lam: Array, y2: Array | None) -> tuple[Array, A
     return s, m2, yb
 
 
-def _residual(kap: Array, eta: Array, sigma2: Array, lam: Array, tail: Array) -> Array:
-    """``h(κ) = 1 − (σ² + tail)/κ − Σ_k λ_k/(ηλ_k + κ)`` per η: increasing in κ, 0 at the root."""
+def _residual(kap: Array, eta: Array, sigma2: Array, lam: Array, lamw: Array,
+              tail: Array) -> Array:
+    """``h(κ) = 1 − (σ² + tail)/κ − Σ_k w_k/(ηλ_k + κ)`` per η: increasing in κ, 0 at the root
+    (``w_k = λ_k`` for held modes; the tail's quadrature nodes count with their weights)."""
     d = eta[:, None] * lam + kap[:, None]
-    return 1.0 - (sigma2 + tail) / kap - jnp.sum(lam / d, axis=-1)
+    return 1.0 - (sigma2 + tail) / kap - jnp.sum(lamw / d, axis=-1)
 
 
 def _kappa_tangent(kap: Array, primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> Array:
     """Implicit function theorem on ``h(κ; θ) = 0``: ``dκ = −(∂h/∂θ · dθ) / (∂h/∂κ)``."""
-    eta, sigma2, lam, tail = primals
+    eta, sigma2, lam, lamw, tail = primals
     _, dh = jax.jvp(lambda *p: _residual(kap, *p), primals, tangents)
     d = eta[:, None] * lam + kap[:, None]
-    dh_dk = (sigma2 + tail) / kap**2 + jnp.sum(lam / d**2, axis=-1)  # > 0
+    dh_dk = (sigma2 + tail) / kap**2 + jnp.sum(lamw / d**2, axis=-1)  # > 0
     return -dh / dh_dk
 
 
-@jax.custom_jvp
-def _kappa_core(eta: Array, sigma2: Array, lam: Array, tail: Array) -> Array:
-    """κ for each η of the 1-D ``eta``."""
-    s, _, _ = _solve(eta, sigma2 + tail, lam, None)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _kappa_core(weighted: bool, eta: Array, sigma2: Array, lam: Array, lamw: Array,
+                tail: Array) -> Array:
+    """κ for each η of the 1-D ``eta`` (``lamw`` used only when ``weighted``; else ``= lam``)."""
+    s, _, _ = _solve(eta, sigma2 + tail, lam, None, lamw if weighted else None)
     return eta * s
 
 
 @_kappa_core.defjvp
-def _kappa_core_jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple[Array, Array]:
-    kap = _kappa_core(*primals)
+def _kappa_core_jvp(weighted: bool, primals: tuple[Array, ...],
+                    tangents: tuple[Array, ...]) -> tuple[Array, Array]:
+    kap = _kappa_core(weighted, *primals)
     return kap, _kappa_tangent(kap, primals, tangents)
 
 
 def _sb_explicit(
-    kap: Array, eta: Array, lam: Array, y2: Array, resid: Array
+    kap: Array, eta: Array, lam: Array, lamw: Array, y2: Array, resid: Array
 ) -> tuple[Array, Array]:
-    """``γ = Σ ηλ²/(ηλ + κ)²`` and the bias ``Σ κ²y²/(ηλ + κ)² + resid`` at a given κ."""
+    """``γ = Σ ηw_kλ_k/(ηλ_k + κ)²`` and the bias ``Σ κ²y²/(ηλ + κ)² + resid`` at a given κ."""
     d = eta[:, None] * lam + kap[:, None]
-    gamma = jnp.sum(eta[:, None] * lam**2 / d**2, axis=-1)
+    gamma = jnp.sum(eta[:, None] * lamw * lam / d**2, axis=-1)
     bias = jnp.sum(y2 * (kap[:, None] / d) ** 2, axis=-1) + resid
     return gamma, bias
 
@@ -311,9 +333,10 @@ def _sb_explicit(
 _Four = tuple[Array, Array, Array, Array]
 
 
-@jax.custom_jvp
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _sb_core(
-    eta: Array, sigma2: Array, lam: Array, y2: Array, tail: Array, resid: Array
+    weighted: bool, eta: Array, sigma2: Array, lam: Array, lamw: Array, y2: Array, tail: Array,
+    resid: Array
 ) -> _Four:
     """``(κ, γ, 1 − γ, bias)`` of the spectral-bias theory for each η of the 1-D ``eta``.
 
@@ -321,22 +344,23 @@ def _sb_core(
     at the root: a sum of positive terms, free of the cancellation in ``1 − Σ L_k²/η``.
     """
     c = sigma2 + tail
-    s, m2, yb = _solve(eta, c, lam, y2)
+    s, m2, yb = _solve(eta, c, lam, y2, lamw if weighted else None)
     omg = (c / s + s * m2) / eta
     return eta * s, 1.0 - omg, omg, s * s * yb + resid
 
 
 @_sb_core.defjvp
 def _sb_core_jvp(
-    primals: tuple[Array, ...], tangents: tuple[Array, ...]
+    weighted: bool, primals: tuple[Array, ...], tangents: tuple[Array, ...]
 ) -> tuple[_Four, _Four]:
-    eta, sigma2, lam, y2, tail, resid = primals
-    d_eta, d_s2, d_lam, d_y2, d_tail, d_resid = tangents
-    out = _sb_core(*primals)
+    eta, sigma2, lam, lamw, y2, tail, resid = primals
+    d_eta, d_s2, d_lam, d_lamw, d_y2, d_tail, d_resid = tangents
+    out = _sb_core(weighted, *primals)
     kap = out[0]
-    dk = _kappa_tangent(kap, (eta, sigma2, lam, tail), (d_eta, d_s2, d_lam, d_tail))
+    dk = _kappa_tangent(kap, (eta, sigma2, lam, lamw, tail),
+                        (d_eta, d_s2, d_lam, d_lamw, d_tail))
     _, (dg, db) = jax.jvp(
-        _sb_explicit, (kap, eta, lam, y2, resid), (dk, d_eta, d_lam, d_y2, d_resid)
+        _sb_explicit, (kap, eta, lam, lamw, y2, resid), (dk, d_eta, d_lam, d_lamw, d_y2, d_resid)
     )
     return out, (dk, dg, -dg, db)
 
@@ -345,17 +369,46 @@ def _flat(spec: Spectrum, eta: Array, sigma2: ArrayLike) -> tuple[Array, Array]:
     return jnp.ravel(eta), jnp.asarray(sigma2, spec.eigenvalues.dtype)
 
 
-def kappa_traced(spec: Spectrum, eta: Array, sigma2: ArrayLike) -> Array:
-    """Unvalidated, traceable core of :func:`kappa` (``eta`` already an array)."""
+def _modes(spec: Spectrum, tail: TailMeasure | None) -> tuple[Array, Array, Array, Array, Array]:
+    """``(λ, w, y², tail mass, residual power)`` of the spectral-bias sums: the held modes, then
+    the tail's quadrature nodes as modes of fractional weight (docs/theory.md §8).
+
+    Target-weighted nodes carry ``y²`` and no ``w``; probe nodes carry ``w`` and no ``y²``. The
+    probe weights are rescaled so that they reproduce the exact tail trace (a ratio estimator:
+    the part of every unweighted sum that is linear in λ is then exact), which leaves no
+    unlearnable remainder in the tail mass.
+    """
+    lam, y2 = spec.eigenvalues, spec.target_coefficients**2
+    if tail is None:
+        return lam, lam, y2, spec.tail_mass, spec.residual_power
+    pn, pw = jnp.ravel(tail.probe_nodes), jnp.ravel(tail.probe_weights)
+    est = jnp.sum(pw * pn)
+    mass = spec.tail_mass
+    pw = pw * jnp.where(est > 0, mass / jnp.where(est > 0, est, 1.0), 0.0)
+    zeros_y, zeros_p = jnp.zeros_like(tail.nodes), jnp.zeros_like(pn)
+    return (jnp.concatenate([lam, tail.nodes, pn]),
+            jnp.concatenate([lam, zeros_y, pw * pn]),
+            jnp.concatenate([y2, tail.weights, zeros_p]),
+            jnp.where(est > 0, 0.0, mass),
+            jnp.zeros_like(mass))  # the quadrature carries the tail power (see _ek)
+
+
+def kappa_traced(spec: Spectrum, eta: Array, sigma2: ArrayLike,
+                 tail: TailMeasure | None = None) -> Array:
+    """Unvalidated, traceable core of :func:`kappa` (``eta`` already an array; ``tail``
+    replaces ``spec.tail`` when given)."""
     flat, sigma2 = _flat(spec, eta, sigma2)
-    return _kappa_core(flat, sigma2, spec.eigenvalues, spec.tail_mass).reshape(eta.shape)
+    tail = spec.tail if tail is None else tail
+    lam, lamw, _, mass, _ = _modes(spec, tail)
+    return _kappa_core(tail is not None, flat, sigma2, lam, lamw, mass).reshape(eta.shape)
 
 
-def _spectral_bias(spec: Spectrum, eta: Array, sigma2: ArrayLike) -> tuple[Array, ...]:
+def _spectral_bias(spec: Spectrum, eta: Array, sigma2: ArrayLike,
+                   tail: TailMeasure | None = None) -> tuple[Array, ...]:
     """``(κ, γ, 1 − γ, bias)``, each of ``eta``'s shape."""
     flat, sigma2 = _flat(spec, eta, sigma2)
-    out = _sb_core(flat, sigma2, spec.eigenvalues, spec.target_coefficients**2, spec.tail_mass,
-                   spec.residual_power)
+    tail = spec.tail if tail is None else tail
+    out = _sb_core(tail is not None, flat, sigma2, *_modes(spec, tail))
     return tuple(o.reshape(eta.shape) for o in out)
 
 
@@ -458,6 +511,23 @@ def _mse_spectral_bias(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike,
     eta = as_eta(eta, spec.eigenvalues.dtype)
     _, gamma, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2)
     return (bias + noise * gamma) / one_minus_gamma
+
+
+def curve_traced(spec: Spectrum, eta: Array, sigma2: ArrayLike, threshold: ArrayLike,
+                 theory: str, dof_correction: bool, tail: TailMeasure | None) -> Array:
+    """One theory's curve without checks or NaN masking (traceable; ``eta`` an array), with
+    ``tail`` in place of ``spec.tail`` (for error estimates; ``None``: the spectrum's own).
+
+    ``theory``: ``"ek"`` (σ² the ridge), ``"rg"`` (hard cutoff, ``dof_correction`` as in
+    :func:`mse_rg`) or ``"spectral_bias"``.
+    """
+    if theory == "ek":
+        return _ek(spec, eta, jnp.asarray(sigma2, eta.dtype), tail)
+    if theory == "spectral_bias":
+        _, _, one_minus_gamma, bias = _spectral_bias(spec, eta, sigma2, tail)
+        return bias / one_minus_gamma
+    ridge, factor, _ = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction, None)
+    return factor * _ek(spec, eta, ridge, tail)
 
 
 # ---------------------------------------------------------------------------------------------

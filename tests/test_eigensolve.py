@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import rgjax
-from rgjax import rg, spectrum
+from rgjax import rg, spectrum, truncation
 from rgjax._validate import RgjaxWarning
 from rgjax.eigensolve import SolverReport, TopkResult, default_basis, topk_eigh
 
@@ -237,7 +237,8 @@ def spectra(pool):
     K, y = pool["K"], pool["y"]
     full = rgjax.from_gram(K, y)
     top = rgjax.from_gram(K, y, K_TOP, method="topk")
-    return full, full.truncate(K_TOP), top
+    # dense_k: the top modes only, the rest counted as unlearnable (no tail measure)
+    return full, full.truncate(K_TOP, tail=False), top
 
 
 def test_from_gram_topk_matches_dense_truncation(pool, spectra):
@@ -265,10 +266,11 @@ def _curves(spec, eta, sigma2, dof=False, rtol=1e-3):
         rg=rgjax.mse_rg(spec, eta, sigma2, dof_correction=dof),
         sb=rgjax.mse_spectral_bias(spec, eta, sigma2),
         ek=rgjax.mse_ek(spec, eta, sigma2),
-        bound_rg=rg.truncation_error_bound(spec, eta, sigma2, dof_correction=dof),
-        bound_ek=rg.truncation_error_bound(spec, eta, sigma2, theory="ek"),
-        valid_rg=rg.truncation_valid(spec, eta, sigma2, rtol=rtol, dof_correction=dof),
-        valid_ek=rg.truncation_valid(spec, eta, sigma2, rtol=rtol, theory="ek"),
+        bound_rg=truncation.truncation_error_bound(spec, eta, sigma2, dof_correction=dof),
+        bound_ek=truncation.truncation_error_bound(spec, eta, sigma2, theory="ek"),
+        valid_rg=truncation.truncation_valid(spec, eta, sigma2, rtol=rtol, dof_correction=dof),
+        valid_ek=truncation.truncation_valid(spec, eta, sigma2, rtol=rtol, theory="ek"),
+        err_sb=truncation.truncation_error(spec, eta, sigma2, theory="spectral_bias"),
     )
 
 
@@ -277,15 +279,20 @@ def test_curves_from_topk_match_dense(spectra, dof):
     full, dense_k, top = spectra
     e_max = float(rg.eta_max(top, SIGMA2))
     eta = np.geomspace(1.0, 0.99 * e_max, 25)
-    # (without its solver report the top-k spectrum has dense_k's structure: one compilation)
-    bare = dataclasses.replace(top, solver=None)
-    c_top, c_k, c_full = (
+    # (without its solver report and tail the top-k spectrum has dense_k's structure)
+    bare = dataclasses.replace(top, solver=None, tail=None)
+    c_top, c_k, c_full, c_tail = (
         {n: np.asarray(v) for n, v in _curves(s, eta, SIGMA2, dof=dof).items()}
-        for s in (bare, dense_k, full)
+        for s in (bare, dense_k, full, top)
     )
     # the solver: same curves as the dense spectrum truncated to the same k
     for name in ("rg", "sb", "ek"):
         np.testing.assert_allclose(c_top[name], c_k[name], rtol=1e-9)
+    # with its tail measure: the full spectrum's RG and EK, the spectral bias within its estimate
+    for name in ("rg", "ek"):
+        np.testing.assert_allclose(c_tail[name], c_full[name], rtol=1e-9)
+    assert np.all(np.abs(c_tail["sb"] - c_full["sb"]) <= c_tail["err_sb"])
+    assert np.all(c_tail["valid_rg"] == (eta < e_max))
     # the truncation: against the *full* spectrum the RG curve is within the proven bound, and
     # within rtol wherever truncation_valid(rtol) says so
     rg_top, rg_full, bound = c_top["rg"], c_full["rg"], c_top["bound_rg"]
@@ -404,26 +411,31 @@ def test_truncation_valid_is_eta_below_eta_max(spectra):
     for dof in (False, True):
         e_max = float(rg.eta_max(top, SIGMA2, dof_correction=dof))
         eta = np.array([1.0, 0.5 * e_max, 0.999 * e_max, 1.001 * e_max, 3 * e_max])
-        valid = np.asarray(rg.truncation_valid(top, eta, SIGMA2, dof_correction=dof))
+        valid = np.asarray(truncation.truncation_valid(top, eta, SIGMA2, dof_correction=dof))
         np.testing.assert_array_equal(valid, eta < e_max)
-    assert bool(np.all(rg.truncation_valid(full, eta, SIGMA2)))
-    with pytest.raises(ValueError, match="needs `rtol`"):
-        rg.truncation_valid(top, eta, SIGMA2, theory="ek")
+    assert bool(np.all(truncation.truncation_valid(full, eta, SIGMA2)))
     with pytest.raises(ValueError, match="`theory`"):
-        rg.truncation_error_bound(top, eta, SIGMA2, theory="spectral_bias")
-    np.testing.assert_array_equal(np.asarray(rg.truncation_error_bound(full, eta, SIGMA2))[:2], 0.0)
+        truncation.truncation_valid(top, eta, SIGMA2, theory="nope")
+    with pytest.raises(ValueError, match="`rtol`"):
+        truncation.truncation_valid(top, eta, SIGMA2, rtol=-1.0)
+    with pytest.raises(ValueError, match="`theory`"):
+        truncation.truncation_error_bound(top, eta, SIGMA2, theory="spectral_bias")
+    np.testing.assert_array_equal(
+        np.asarray(truncation.truncation_error_bound(full, eta, SIGMA2))[:2], 0.0)
 
 
 def test_truncation_message_and_warning(spectra):
     _, _, top = spectra
     e_max = float(rg.eta_max(top, SIGMA2))
     eta = np.array([10.0, 2 * e_max])
-    msg = rg.truncation_message(top, eta, SIGMA2)
-    assert msg.startswith(f"k={K_TOP} modes (of N={N_POOL}) are too few for η ≥ {2 * e_max:.4g}")
+    msg = truncation.truncation_message(top, eta, SIGMA2)
+    assert msg.startswith(f"k={K_TOP} modes (of N={N_POOL}, a tail measure) are too few for "
+                          f"η ≥ {2 * e_max:.4g}")
     assert "RgjaxWarning" not in msg
     assert "σ²=1e-08" in msg and "pass a larger" in msg.lower() and f"{e_max:.4g}" in msg
-    assert rg.truncation_message(top, [10.0], SIGMA2) is None
-    assert "rtol=1e-09" in rg.truncation_message(top, [10.0, 50.0], SIGMA2, rtol=1e-9)
+    assert truncation.truncation_message(top, [10.0], SIGMA2) is None
+    bare = dataclasses.replace(top, tail=None)  # unlearnable tail: its bound exceeds 1e-9
+    assert "rtol=1e-09" in truncation.truncation_message(bare, [10.0, 50.0], SIGMA2, rtol=1e-9)
     with pytest.warns(RgjaxWarning, match="too few"):
-        valid = rg.check_truncation(top, eta, SIGMA2)
+        valid = truncation.check_truncation(top, eta, SIGMA2)
     np.testing.assert_array_equal(np.asarray(valid), [True, False])

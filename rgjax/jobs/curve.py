@@ -29,9 +29,10 @@ from rgjax.jobs._pipeline import Log, Pool, PoolConfig, build_pool, default_etas
 from rgjax.metrics import fidelity, loglog_slope
 from rgjax.nongaussian import functional_flow, mse_reweighted
 from rgjax.plotting import LABELS, save_curve_figures
-from rgjax.rg import check_inputs, cutoff, effective_ridge, eta_max, ridge_flow, truncation_message
+from rgjax.rg import check_inputs, cutoff, effective_ridge, eta_max, ridge_flow
 from rgjax.spectrum import Spectrum, from_eigenvalues
 from rgjax.theory import kappa, mse_ek, mse_rg, mse_spectral_bias
+from rgjax.truncation import truncation_message
 
 __all__ = ["CurveConfig", "RESULTS_FILE", "THEORIES", "default_etas", "format_table", "run",
            "theory_curves"]
