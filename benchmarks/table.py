@@ -74,9 +74,29 @@ def rows(backend: str) -> list[tuple[str, ...]]:
                     "batched numpy (/ power-sum numpy)",
                     f"×{r['ratio_vs_numpy']:.1f} / ×{r['ratio_vs_numpy_power_sums']:.1f}",
                     _times(first, r["rgjax_run_s"]), "≥5×"))
+    if d := _load("tail", backend):
+        out.append(_tail_row(d))
     if d := _load("scaling", backend):
         out.append(_scaling_row(d))
     return out
+
+
+def _tail_row(d: dict) -> tuple[str, ...]:
+    runs = d["runs"]
+    worst = {key: max(r["theories"][key]["max_rel_err_tail"] for r in runs)
+             for key in ("rg", "rg_dof", "ek", "spectral_bias")}
+    speed = min(r["speedup_vs_dense"] for r in runs)
+    cost = max(r["cost_tail_over_topk"] for r in runs)
+    r0 = runs[0]
+    note = (f"max rel. error vs full spectrum: RG {worst['rg']:.0e}, RG+dof {worst['rg_dof']:.0e}, "
+            f"EK {worst['ek']:.0e}, spectral bias {worst['spectral_bias']:.0e}; "
+            f"cost ×{cost:.2f} of top-k alone (goal ≤1.3)")
+    if d.get("large"):
+        g = d["large"]
+        note += f"; N={g['n']}: top-k + tail {g['topk_tail_s']:.0f} s"
+    return ("tail", f"top-{r0['k']} + tail measure, N={r0['n']}, 3 problems",
+            "dense eigh (full spectrum)", f"×{speed:.1f}",
+            _times(r0["topk_tail_first_s"], r0["topk_tail_s"]), note)
 
 
 def _scaling_row(d: dict) -> tuple[str, ...]:

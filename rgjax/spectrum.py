@@ -353,7 +353,11 @@ def from_gram(
             warn(
                 f"dense eigh on {platform} fails for matrices above 2**31 bytes and K "
                 f"({n}×{n}, {nbytes / 2**30:.1f} GiB) is larger: computing the top k={k} modes "
-                "with method='topk' instead (the trace and target power still cover all N modes). "
+                "with method='topk' instead, plus the tail measure of the rest "
+                f"({tail_steps} Lanczos steps, {tail_probes} probes). EK and the RG (where its "
+                "cutoff lies inside the k modes) come out as from the full spectrum to ~1e-12; "
+                "the spectral bias to its probes' sampling error (typically 1e-5 to 1e-3): "
+                "rgjax.truncation_error(spec, eta, sigma2, theory=...) gives the estimate per η. "
                 "Pass method='topk' with your own k to choose the number of modes and silence "
                 "this warning, or move K to the CPU for the full spectrum."
             )

@@ -8,8 +8,9 @@ from the full spectrum's:
 
 * with a tail measure: the change from the ``m``-node quadratures to the ``(m − 1)``-node ones
   (conservative under the geometric convergence of Gauss quadrature), plus, for the spectral
-  bias, three jackknife standard errors of its stochastic (probe) part, and at least the
-  round-off of the held eigenpairs (``64 ε √k`` relative);
+  bias, three jackknife standard errors of its stochastic (probe) part, and at least the error
+  of the held eigenpairs (``64 ε √k`` relative, and ten times the top-k solver's largest relative
+  residual squared);
 * without one: for EK and the RG the proven bound ``c · min(1, 2ηλ_k/r) · R_k``
   (:func:`truncation_error_bound`); for the spectral bias the change when the tail's mass and
   target power are moved from "unlearnable" to a point at ``λ_k`` (the most learnable the tail
@@ -170,9 +171,7 @@ def _estimates(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: Arr
         error = jnp.abs(curve(spec.tail.coarse()) - value)
         if theory == "spectral_bias" and spec.tail.n_probes > 1:
             error = error + _JACKKNIFE_SE * _jackknife_se(curve, spec.tail)
-        # Below this, the held eigenpairs' round-off (sums over k modes) is the larger error.
-        floor = _ROUNDOFF * jnp.finfo(value.dtype).eps * np.sqrt(spec.n_modes)
-        error = jnp.maximum(error, floor * jnp.abs(value))
+        error = jnp.maximum(error, _floor(spec, value.dtype) * jnp.abs(value))
     if theory == "rg":
         _, _, applicable = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction,
                                                   None)
@@ -181,6 +180,16 @@ def _estimates(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: Arr
         value = jnp.where(applicable, value, jnp.nan)
         error = jnp.where(applicable & inside, error, jnp.nan)
     return value, error, inside
+
+
+def _floor(spec: Spectrum, dtype: jnp.dtype) -> Array:
+    """Relative error of the held eigenpairs themselves: round-off of sums over k modes, and for
+    a top-k solve its residuals (second order: ``10 max(‖Kv − wv‖/w)²``)."""
+    floor = jnp.asarray(_ROUNDOFF * np.finfo(dtype).eps * np.sqrt(spec.n_modes), dtype)
+    if spec.solver is not None:
+        res = jnp.max(spec.solver.relative_residuals)
+        floor = jnp.maximum(floor, 10.0 * jnp.where(jnp.isfinite(res), res, 0.0) ** 2)
+    return floor
 
 
 def _point_tail(spec: Spectrum) -> TailMeasure:

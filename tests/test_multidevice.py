@@ -97,6 +97,19 @@ res["matvec"] = {
                                    - np.asarray(out)))),
     "trace_diff": float(abs(op.trace() - np.trace(host))),
 }
+
+# the tail measure of a top-k spectrum on a row-sharded K equals the one-device result
+import rgjax
+x = rng.normal(size=(48, 5))
+y = np.sign(x[:, 0])
+one = rgjax.from_gram(gram(kernel, x), y, 6, method="topk", tail_steps=8)
+many = rgjax.from_gram(gram(kernel, x, devices=jax.devices()), y, 6, method="topk", tail_steps=8)
+eta = np.array([2.0, 10.0, 24.0])
+res["tail"] = {
+    name: float(np.max(np.abs(np.asarray(f(many)) / np.asarray(f(one)) - 1)))
+    for name, f in (("ek", lambda s: rgjax.mse_ek(s, eta, 1e-3)),
+                    ("sb", lambda s: rgjax.mse_spectral_bias(s, eta, 1e-8)))
+}
 print(json.dumps(res))
 '''
 
@@ -133,6 +146,11 @@ def test_indivisible_n_raises_with_fixes(kernel_results):
 def test_user_sharding_on_2d_mesh(kernel_results, name):
     r = kernel_results[f"mesh_{name}"]
     assert r["max_diff"] <= 1e-14 and r["same_sharding"]
+
+
+def test_tail_measure_on_a_row_sharded_gram(kernel_results):
+    tail = kernel_results["tail"]
+    assert tail["ek"] < 1e-10 and tail["sb"] < 1e-10, tail
 
 
 def test_sharded_matvec_any_n(kernel_results):

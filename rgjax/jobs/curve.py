@@ -32,7 +32,12 @@ from rgjax.plotting import LABELS, save_curve_figures
 from rgjax.rg import check_inputs, cutoff, effective_ridge, eta_max, ridge_flow
 from rgjax.spectrum import Spectrum, from_eigenvalues
 from rgjax.theory import kappa, mse_ek, mse_rg, mse_spectral_bias
-from rgjax.truncation import truncation_message
+from rgjax.truncation import (
+    DEFAULT_RTOL,
+    truncation_error,
+    truncation_message,
+    truncation_valid,
+)
 
 __all__ = ["CurveConfig", "RESULTS_FILE", "THEORIES", "default_etas", "format_table", "run",
            "theory_curves"]
@@ -240,6 +245,29 @@ def _results(cfg: CurveConfig, pool: Pool, etas: np.ndarray, theories: dict[str,
     return results
 
 
+#: The curves whose truncation error a top-k run reports: (results key, theory, dof correction).
+_TRUNCATED = (("rg", "rg", False), ("rg_dof", "rg", True),
+              ("spectral_bias", "spectral_bias", False), ("ek", "ek", False))
+
+
+def _truncation(spec: Spectrum, etas: np.ndarray, cfg: CurveConfig, log: Log) -> dict[str, Any]:
+    """Per theory, the estimated error of the top-k spectrum's curve and where it is within
+    ``DEFAULT_RTOL`` (docs/theory.md §8); a warning line for each theory with an invalid η."""
+    e = np.asarray(etas, float)
+    out: dict[str, Any] = {"rtol": DEFAULT_RTOL, "k": spec.n_modes,
+                           "tail_measure": spec.tail is not None, "error": {}, "valid": {}}
+    for key, theory, dof in _TRUNCATED:
+        out["error"][key] = np.asarray(truncation_error(spec, e, cfg.sigma2, cfg.threshold,
+                                                        theory=theory, dof_correction=dof))
+        out["valid"][key] = np.asarray(truncation_valid(spec, e, cfg.sigma2, cfg.threshold,
+                                                        theory=theory, dof_correction=dof))
+        msg = truncation_message(spec, e, cfg.sigma2, cfg.threshold, theory=theory,
+                                 dof_correction=dof)
+        if msg:
+            log(f"warning ({LABELS[key].short}): {msg}")
+    return out
+
+
 def run(cfg: CurveConfig, out: PathLike, *, progress: bool = True, plots: bool = True,
         log: Log = print) -> dict[str, Any]:
     """Run the theory-vs-experiment job and write ``out/results.json`` and the figures.
@@ -261,13 +289,12 @@ def run(cfg: CurveConfig, out: PathLike, *, progress: bool = True, plots: bool =
                       progress=progress, log=log)
     timings = dict(pool.timings)
     etas = _etas(cfg, pool.task.n_pool)
-    if pool.spec.is_truncated:  # the RG cutoff must lie inside the computed modes
-        msg = truncation_message(pool.spec, np.asarray(etas, float), cfg.sigma2, cfg.threshold)
-        if msg:
-            log(f"warning: {msg}")
+    trunc = _truncation(pool.spec, etas, cfg, log) if pool.spec.is_truncated else None
     theories, flow = _predict(pool, etas, cfg, timings)
     curve = _measure(pool, etas, cfg, folder, progress, timings)
     results = _results(cfg, pool, etas, theories, flow, curve, timings)
+    if trunc is not None:
+        results["truncation"] = trunc
     results = save_and_plot(results, folder / RESULTS_FILE,
                             save_curve_figures if plots else None)
     log(format_table(results))

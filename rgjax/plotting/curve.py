@@ -235,6 +235,7 @@ def plot_learning_curves(
     _learning_ylim(a, core, y_ek, ek_floor_decades)
     if na_from is not None:
         shade_not_applicable(a, max(na_from, xlo), xhi, etas, [*core, y_ek])
+    _hatch_truncation(a, results, etas)
 
     a.set_xlabel(_ETA_LABEL)
     a.set_ylabel(_MSE_LABEL)
@@ -242,6 +243,28 @@ def plot_learning_curves(
     a.grid(True, which="major", alpha=0.3)
     _learning_legend(fig, a, results, own)
     return finish(fig, path)
+
+
+def _hatch_truncation(ax: Axes, results: Results, etas: np.ndarray) -> None:
+    """Hatch the η where a top-k spectrum's estimated error of some drawn theory exceeds the
+    run's ``rtol`` (``results["truncation"]``, docs/theory.md §8); nothing for a full spectrum."""
+    block = results.get("truncation")
+    if not isinstance(block, Mapping):
+        return
+    bad = np.zeros(etas.shape, bool)
+    for key, valid in (block.get("valid") or {}).items():
+        v = as_array(valid)
+        if key != "ek" and v is not None and v.shape == etas.shape:
+            bad |= ~v.astype(bool)
+    if not bad.any():
+        return
+    start = float(np.min(etas[bad]))
+    lo, hi = ax.get_xlim()
+    ax.axvspan(max(start, lo), hi, facecolor="none", edgecolor="0.7", hatch="///", lw=0,
+               zorder=0.1, gid="truncation_not_valid")
+    ax.text(max(start, lo), 0.03, f" k={block.get('k')} modes: error > {block.get('rtol')}",
+            rotation=90, ha="left", va="bottom", fontsize=7, color="0.4",
+            transform=ax.get_xaxis_transform(), gid="truncation_not_valid_label")
 
 
 # ----------------------------------------------------------------------------------------------
