@@ -40,8 +40,9 @@ __all__ = ["DEFAULT_PROBES", "DEFAULT_STEPS", "TailMeasure", "check_tail_options
 
 #: Lanczos steps of each quadrature (``m``): nodes per quadrature.
 DEFAULT_STEPS = 48
-#: Rademacher probes of the stochastic quadrature of the unweighted tail sums.
-DEFAULT_PROBES = 8
+#: Rademacher probes of the stochastic quadrature of the unweighted tail sums (each runs
+#: ``DEFAULT_STEPS // 2`` steps).
+DEFAULT_PROBES = 16
 
 
 @dataclass
@@ -55,8 +56,9 @@ class TailMeasure:
     Attributes:
       nodes, weights: ``(m,)`` the target-weighted Gauss quadrature; ``Σ weights = ‖y_⊥‖²/N``.
       nodes_coarse, weights_coarse: ``(m − 1,)`` its ``(m − 1)``-node version.
-      probe_nodes, probe_weights: ``(p, m)`` the stochastic quadrature of the unweighted sums.
-      probe_nodes_coarse, probe_weights_coarse: ``(p, m − 1)``.
+      probe_nodes, probe_weights: ``(p, m_p)`` the stochastic quadrature of the unweighted sums
+        (``m_p = m // 2`` steps per probe: their sampling error dominates, not the quadrature's).
+      probe_nodes_coarse, probe_weights_coarse: ``(p, m_p − 1)``.
     """
 
     nodes: Array
@@ -140,7 +142,8 @@ def tail_measure(
         :func:`rgjax.eigensolve.topk_eigh`).
       eigenvectors: ``(N, k)`` orthonormal eigenvectors of the held modes (deflated exactly).
       y: ``(N,)`` the targets.
-      steps: Lanczos steps ``m ≥ 2`` per quadrature (nodes); capped at ``N − k``.
+      steps: Lanczos steps ``m ≥ 2`` of the target-weighted quadrature (nodes), capped at
+        ``N − k``; each probe runs ``m // 2``.
       probes: Rademacher probes ``p ≥ 2`` of the unweighted sums.
       key: seed or ``jax.random`` key of the probes (folded with 1 first, so that the same seed
         as the top-k solver's gives independent numbers).
@@ -175,14 +178,22 @@ def _tail_program(op: Operator, steps: int, probes: int, operands: tuple[Array, 
         key = jax.random.PRNGKey(key)  # an int seed
     # Folded: the probes are independent of a solver start block drawn from the same seed.
     z = jax.random.rademacher(jax.random.fold_in(key, 1), (n, probes), y.dtype)
-    starts = jnp.concatenate([y[:, None], z], axis=1)  # (N, 1 + p)
-    alpha, beta, norm2 = _lanczos(op, operands, V, starts, steps)
-    scale = norm2 / n  # y: ‖y_⊥‖²/N (rgjax's y_k = v_kᵀy/√N); probes: rescaled below
-    scale = scale.at[1:].set(norm2[1:] / probes)
-    nodes, weights = _gauss(alpha, beta, scale)
-    coarse_nodes, coarse_weights = _gauss(alpha[:-1], beta[:-1], scale)
-    return TailMeasure(nodes[0], weights[0], coarse_nodes[0], coarse_weights[0], nodes[1:],
-                       weights[1:], coarse_nodes[1:], coarse_weights[1:], steps)
+    alpha, beta, norm2 = _lanczos(op, operands, V, y[:, None], steps)
+    nodes, weights = _gauss(alpha, beta, norm2 / n)  # ‖y_⊥‖²/N: rgjax's y_k = v_kᵀy/√N
+    coarse_nodes, coarse_weights = _gauss(alpha[:-1], beta[:-1], norm2 / n)
+    # The probes' error is their sampling error, not the quadrature's: half the steps for each
+    # of them buys more probes for the same products (the matvecs dominate the cost).
+    p_steps = probe_steps(steps)
+    alpha, beta, norm2 = _lanczos(op, operands, V, z, p_steps)
+    p_nodes, p_weights = _gauss(alpha, beta, norm2 / probes)
+    pc_nodes, pc_weights = _gauss(alpha[:-1], beta[:-1], norm2 / probes)
+    return TailMeasure(nodes[0], weights[0], coarse_nodes[0], coarse_weights[0], p_nodes,
+                       p_weights, pc_nodes, pc_weights, steps)
+
+
+def probe_steps(steps: int) -> int:
+    """Lanczos steps of each probe: half the target's (at least 2)."""
+    return max(2, steps // 2)
 
 
 def _deflate(W: Array, V: Array) -> Array:
