@@ -13,7 +13,9 @@ Stages (``--stages``; sizes are pool points N unless said otherwise):
 * ``eigh`` — dense ``from_gram(K, y)`` against ``scipy.linalg.eigh`` (or numpy's), only where it
   fits (:func:`rgjax.spectrum.dense_eigh_fits`, free memory); the first size beyond cuSOLVER's
   2³¹-byte limit records ``from_gram``'s fallback to top-k;
-* ``topk`` — ``from_gram(K, y, k=k, method="topk")`` against ``scipy.sparse.linalg.eigsh``;
+* ``topk`` — ``from_gram(K, y, k=k, method="topk", tail_steps=0)`` (the eigenpairs alone, as
+  the baseline computes them; ``benchmarks/bench_tail.py`` times the tail measure) against
+  ``scipy.sparse.linalg.eigsh``;
 * ``theory`` — ``mse_ek``, ``mse_rg``, ``mse_rg(dof_correction=True)`` and ``mse_spectral_bias``
   on ``powerlaw(N)`` (N modes) at 100 η, each against a per-η numpy loop (scipy ``brentq``);
 * ``empirical`` — ``learning_curve`` against scikit-learn ``KernelRidge`` on the same training
@@ -499,7 +501,7 @@ def top_k(cfg: BenchConfig, n: int) -> int:
 def _topk_stage(b: _Bench, K: np.ndarray | Array, y: np.ndarray, n: int,
                 dense_w: np.ndarray | None) -> None:
     k = top_k(b.cfg, n)
-    t = measure(lambda: from_gram(K, y, k=k, method="topk"), b.repeats)
+    t = measure(lambda: from_gram(K, y, k=k, method="topk", tail_steps=0), b.repeats)
     spec: Spectrum = t.out
     w = np.asarray(spec.eigenvalues) * n
     params = {"k": k, "converged": None if spec.solver is None else bool(spec.solver.converged)}
