@@ -636,8 +636,13 @@ def from_eigenvalues(
             raise ValueError("`eigenvalues` must be non-negative (clip round-off negatives first).")
         if np.any(np.diff(lam_np) > 0):
             raise ValueError("`eigenvalues` must be sorted in descending order.")
-    tr = jnp.sum(lam) if trace is None else jnp.asarray(trace, dtype=lam.dtype)
-    tp = jnp.sum(yk**2) if target_power is None else jnp.asarray(target_power, dtype=lam.dtype)
+    y_np = concrete(yk)
+    if lam_np is not None and y_np is not None:  # host sums: no eager programs to compile
+        sum_lam, sum_y2 = jnp.asarray(np.sum(lam_np)), jnp.asarray(np.sum(y_np**2))
+    else:
+        sum_lam, sum_y2 = jnp.sum(lam), jnp.sum(yk**2)
+    tr = sum_lam if trace is None else jnp.asarray(trace, dtype=lam.dtype)
+    tp = sum_y2 if target_power is None else jnp.asarray(target_power, dtype=lam.dtype)
     if n_pool is None and (trace is not None or target_power is not None):
         raise ValueError(
             "pass `n_pool` (the total number of modes) together with `trace`/`target_power`, "
