@@ -19,9 +19,9 @@ import optax
 from rgjax._loop import Trajectory, describe_optimizer, optax_loop
 from rgjax._pytree import dataclass, field
 from rgjax._typing import Array, ArrayLike
-from rgjax._validate import check_int, check_sigma2, check_threshold
+from rgjax._validate import check_int, check_sigma2, check_temperature, check_threshold
 from rgjax.spectrum import Spectrum
-from rgjax.theory import check_temperature, mse_rg
+from rgjax.theory import mse_rg
 
 __all__ = ["CurveFit", "fit_curve"]
 

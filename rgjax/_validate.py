@@ -22,6 +22,7 @@ __all__ = [
     "check_eta",
     "check_x64",
     "check_int",
+    "check_temperature",
     "as_float_array",
     "warn",
     "X64_FIX",
@@ -89,6 +90,9 @@ def check_eta(eta: object, name: str = "eta", n_max: int | None = None) -> None:
     a = concrete(eta)
     if a is None:
         return
+    if a.dtype.kind not in "iuf":  # text, objects, booleans: not a number of training points
+        raise ValueError(f"`{name}` (training-set size) must be a number or an array of numbers; "
+                         f"got {eta!r}.")
     if not np.all(np.isfinite(a)) or np.any(a <= 0):
         raise ValueError(f"`{name}` (training-set size) must be finite and > 0; got {a!r}.")
     if n_max is not None and np.any(a > n_max):
@@ -143,3 +147,18 @@ def check_int(value: object, name: str, lo: int, hi: int | None = None, why: str
         raise ValueError(f"`{name}` must be an integer {bounds}{reason}; got {value!r}.")
     # exact for Python and numpy integers beyond 2**53, where the float is only a check
     return int(value) if isinstance(value, (int, np.integer)) else int(number)
+
+
+def check_temperature(temperature: object) -> None:
+    """The smooth-cutoff τ must be a finite scalar > 0 (None: the hard threshold)."""
+    if temperature is None:
+        return
+    if isinstance(temperature, (bool, str, bytes)):
+        raise ValueError(f"`temperature` (smooth-cutoff τ) must be a number > 0 or None; got "
+                         f"{temperature!r}.")
+    t = concrete(temperature)  # pyright: ignore[reportArgumentType]
+    if t is not None and (t.ndim != 0 or not np.isfinite(t) or t <= 0):
+        raise ValueError(
+            f"`temperature` (smooth-cutoff τ) must be a finite scalar > 0, or None for the hard "
+            f"threshold; got {t.tolist()!r}."
+        )

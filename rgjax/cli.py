@@ -171,24 +171,40 @@ SWITCHES: dict[str, dict[str, Switch]] = {
 # options from the job configs
 
 
+def _items(text: str) -> list[str]:
+    """The comma-separated values of ``text``; an empty list is an error, not "the default"."""
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    if not items:
+        msg = "expected at least one comma-separated value (leave the option out for its default)"
+        raise argparse.ArgumentTypeError(msg)
+    return items
+
+
 def _floats(text: str) -> tuple[float, ...]:
+    items = _items(text)
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        return tuple(float(v) for v in items)
     except ValueError:
         msg = f"expected comma-separated numbers, got {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
 
 
 def _ints(text: str) -> tuple[int, ...]:
+    items = _items(text)
     try:
-        return tuple(int(float(v)) for v in text.split(",") if v.strip())
+        values = [float(v) for v in items]
     except ValueError:
         msg = f"expected comma-separated integers, got {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
+    bad = [v for v, f in zip(items, values) if not f.is_integer()]
+    if bad:  # 5.5 is not a count: never round it silently
+        msg = f"expected comma-separated integers, got {', '.join(bad)} in {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return tuple(int(f) for f in values)
 
 
 def _strs(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+    return tuple(_items(text))
 
 
 def _converter(annotation: Any, name: str) -> Callable[[str], Any] | type[bool]:
@@ -259,15 +275,9 @@ def _add_config_options(p: argparse.ArgumentParser, config: type,
 
 
 def _config(config: type, args: argparse.Namespace) -> Any:
-    """``config`` built from the parsed options (an empty comma list means "the default")."""
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        if not hasattr(args, f.name):
-            continue
-        value = getattr(args, f.name)
-        if value == () and _default(f) is None:
-            value = None
-        values[f.name] = value
+    """``config`` built from the parsed options."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config)
+              if hasattr(args, f.name)}
     return config(**values)
 
 

@@ -68,6 +68,7 @@ from rgjax._trials import (
 from rgjax._typing import Array, ArrayLike, Device, KeyLike, PathLike, Scalar
 from rgjax._validate import check_finite, check_int, check_sigma2, check_x64, concrete
 from rgjax.kernels import Kernel, KernelFn, gram
+from rgjax.spectrum import check_gram_values
 from rgjax.store import (
     RESULTS_FORMAT,
     EtaResults,
@@ -347,7 +348,11 @@ def _check_pool(k: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
     check_finite(k, "K")
     check_finite(y, "y")
     dtype = _float_dtype()
-    return jnp.asarray(k, dtype), jnp.asarray(y, dtype)
+    k_arr = jnp.asarray(k, dtype)
+    # The solves read one triangle and the predictions the whole matrix: an asymmetric or
+    # indefinite K would give silently wrong errors. The same checks as from_gram's.
+    check_gram_values(k_arr, exact_symmetry=True, psd=True)
+    return k_arr, jnp.asarray(y, dtype)
 
 
 def _check_etas(etas: ArrayLike | Sequence[int], n: int) -> list[int]:

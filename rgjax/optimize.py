@@ -48,7 +48,14 @@ from rgjax._curvefit import CurveFit, fit_curve
 from rgjax._loop import describe_optimizer, optax_loop
 from rgjax._pytree import dataclass, field
 from rgjax._typing import Array, ArrayLike, Scalar
-from rgjax._validate import check_eta, check_finite, check_int, check_sigma2, check_threshold
+from rgjax._validate import (
+    check_eta,
+    check_finite,
+    check_int,
+    check_sigma2,
+    check_temperature,
+    check_threshold,
+)
 from rgjax.kernels import Dense, Serial, fc, serial
 from rgjax.spectrum import Spectrum
 from rgjax.theory import (
@@ -57,7 +64,6 @@ from rgjax.theory import (
     check_noise,
     check_objective,
     check_path,
-    check_temperature,
     mse_from_gram_traced,
     mse_rg,
     mse_spectral_bias,

@@ -42,7 +42,14 @@ from jax.typing import DTypeLike
 
 from rgjax._pytree import dataclass
 from rgjax._typing import Array, ArrayLike
-from rgjax._validate import check_eta, check_sigma2, check_threshold, check_x64, concrete
+from rgjax._validate import (
+    check_eta,
+    check_sigma2,
+    check_temperature,
+    check_threshold,
+    check_x64,
+    concrete,
+)
 from rgjax.spectrum import Spectrum
 
 __all__ = [
@@ -295,6 +302,7 @@ def effective_ridge(
       ['0.3104', '0.0724', 'nan']
     """
     check_inputs(spec, eta, sigma2, threshold)
+    check_temperature(temperature)
     return _effective_ridge(spec, eta, sigma2, threshold, temperature, dof_correction)
 
 

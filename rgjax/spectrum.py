@@ -195,8 +195,9 @@ def _as_gram(K: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
     return gram, target
 
 
-def _check_gram_values(K: Array, exact_symmetry: bool) -> None:
-    """No NaN/Inf and symmetric to round-off (concrete K only).
+def check_gram_values(K: Array, exact_symmetry: bool, psd: bool = False) -> None:
+    """No NaN/Inf and symmetric to round-off (concrete K only); with ``psd``, no sign of an
+    indefinite matrix either (:func:`_check_psd`).
 
     ``exact_symmetry=False`` checks symmetry with random probes, ``‖(K − Kᵀ)z‖_∞`` for four
     Gaussian ``z``, which reads K twice in its own layout instead of once transposed (the
@@ -219,6 +220,33 @@ def _check_gram_values(K: Array, exact_symmetry: bool) -> None:
                 "pass a kernel Gram matrix, or symmetrise it with (K + K.T) / 2 if the asymmetry "
                 "is round-off."
             )
+        if psd:
+            _check_psd(K, scale)
+
+
+def _check_psd(K: Array, scale: float) -> None:
+    """Raise when ``K`` is clearly not positive semi-definite: a negative diagonal entry, or a
+    negative ``zᵀKz`` for one of eight Gaussian probes (beyond round-off). A cheap certificate,
+    not a proof of definiteness: it catches ``−K`` and strongly indefinite matrices."""
+    low_diag, low_form, norm2 = (float(a) for a in _psd_probe(K))
+    tol = 1e-8 * scale
+    if low_diag < -tol or low_form < -tol * norm2:
+        which = (f"a negative diagonal entry K_ii = {low_diag:.3g}" if low_diag < -tol else
+                 f"zᵀKz = {low_form:.3g} < 0 for a random z")
+        raise ValueError(
+            f"`K` is not positive semi-definite ({which}); a Gram matrix of a kernel is. Check "
+            "its sign and how it was built (exact GP regression with an indefinite K has no "
+            "meaning: its errors would be arbitrary)."
+        )
+
+
+@jax.jit
+def _psd_probe(K: Array) -> tuple[Array, Array, Array]:
+    """(min K_ii, min_z zᵀKz, |z|² of that z) for eight fixed Gaussian z, where K lives."""
+    z = jax.random.normal(jax.random.PRNGKey(7), (K.shape[0], 8), K.dtype)
+    forms = jnp.sum(z * (K @ z), axis=0)
+    j = jnp.argmin(forms)
+    return jnp.min(jnp.diagonal(K)), forms[j], jnp.sum(z[:, j] ** 2)
 
 
 @jax.jit
@@ -286,6 +314,7 @@ def from_gram(
     solver_options: SolverOptions | None = None,
     tail_steps: int = DEFAULT_STEPS,
     tail_probes: int = DEFAULT_PROBES,
+    allow_indefinite: bool = False,
 ) -> Spectrum:
     """Diagonalise a Gram matrix on the pool measure.
 
@@ -309,11 +338,13 @@ def from_gram(
         quadrature through which every theory sees the modes beyond ``k``; 0 leaves it out
         (those modes then count as unlearnable). ``"dense"`` keeps the dropped modes exactly.
       tail_probes: ``"topk"`` only: Rademacher probes of the tail's unweighted sums.
+      allow_indefinite: clip negative eigenvalues beyond round-off to 0 with a warning, instead
+        of raising (a kernel Gram matrix is PSD; negative mass means a wrong sign or float32).
 
     Returns:
       A :class:`Spectrum`. Negative round-off eigenvalues are clipped to 0; their total mass is
-      stored in ``clipped_mass`` and a :class:`~rgjax.RgjaxWarning` is issued when it exceeds
-      ``1e-8 × trace`` (more than round-off).
+      stored in ``clipped_mass``. Beyond ``1e-8 × trace`` (more than round-off) it is an error,
+      or with ``allow_indefinite`` a :class:`~rgjax.RgjaxWarning`.
 
     Differentiation. ``"dense"``: with respect to ``K`` and ``y``. On exactly degenerate
     eigenvalues (relative gap ≤ 1e-12) the eigenvector rotation inside the degenerate subspace is
@@ -362,7 +393,7 @@ def from_gram(
                 "this warning, or move K to the CPU for the full spectrum."
             )
             method = "topk"
-    _check_gram_values(K, exact_symmetry=method == "dense")
+    check_gram_values(K, exact_symmetry=method == "dense")
     if method == "topk":
         if k is None:
             raise ValueError(
@@ -373,11 +404,11 @@ def from_gram(
         spec = _assemble(
             res.eigenvalues, res.eigenvectors, y, n, diag=jnp.diag(K), solver=res.report
         )
-        _report_clipping(spec)
+        _report_clipping(spec, allow_indefinite)
         return _with_tail(spec, K, y, tail_steps, tail_probes, key)
     w, v, vt, diag = _dense_eigh(K)
     spec = _assemble(w, v, y, n, diag=diag, vt=vt)
-    _report_clipping(spec)
+    _report_clipping(spec, allow_indefinite)
     return spec if k is None else spec.truncate(k)
 
 
@@ -593,16 +624,19 @@ def _assemble_arrays(
     return jnp.maximum(lam, 0.0), coef, total, jnp.mean(y**2), clipped
 
 
-def _report_clipping(spec: Spectrum) -> None:
+def _report_clipping(spec: Spectrum, allow_indefinite: bool = False) -> None:
+    """Negative eigenvalues beyond round-off: an error (every theory would be meaningless), or
+    with ``allow_indefinite`` a warning (they are clipped to 0)."""
     clipped, tr = concrete(spec.clipped_mass), concrete(spec.trace)
     if clipped is None or tr is None:
         return
     if float(clipped) > _CLIP_WARN_FRACTION * abs(float(tr)):
-        warn(
-            f"clipped negative eigenvalues of total mass {float(clipped):.3g} "
-            f"({float(clipped) / float(tr):.2g} of the trace); the Gram matrix is not PSD beyond "
-            "round-off: check the kernel, or build K in float64."
-        )
+        msg = (f"clipped negative eigenvalues of total mass {float(clipped):.3g} "
+               f"({float(clipped) / float(tr):.2g} of the trace); the Gram matrix is not PSD "
+               "beyond round-off: check the kernel, or build K in float64")
+        if not allow_indefinite:
+            raise ValueError(f"`K`: {msg}. Pass allow_indefinite=True to clip them to 0 anyway.")
+        warn(msg + ".")
 
 
 def from_eigenvalues(

@@ -55,7 +55,14 @@ from jax import lax
 from rgjax._passes import LANES, ek_sum, moments, series
 from rgjax._pytree import dataclass
 from rgjax._typing import Array, ArrayLike
-from rgjax._validate import check_eta, check_finite, check_sigma2, check_threshold, concrete
+from rgjax._validate import (
+    check_eta,
+    check_finite,
+    check_sigma2,
+    check_temperature,
+    check_threshold,
+    concrete,
+)
 from rgjax.rg import as_eta, check_inputs, effective_ridge_traced
 from rgjax.spectrum import Spectrum, from_gram
 from rgjax.tail import TailMeasure
@@ -153,6 +160,7 @@ def mse_rg(
       0.1245
     """
     check_inputs(spec, eta, sigma2, threshold)
+    check_temperature(temperature)
     return _mse_rg(spec, eta, sigma2, threshold, temperature, dof_correction)
 
 
@@ -461,7 +469,7 @@ def eigenlearning(
       noise: label-noise variance ``ε²`` (0 for clean labels).
     """
     check_inputs(spec, eta, sigma2)
-    check_finite(noise, "noise")
+    check_noise(noise, "spectral_bias")
     return _eigenlearning(spec, eta, sigma2, noise)
 
 
@@ -501,7 +509,7 @@ def mse_spectral_bias(
       0.4533
     """
     check_inputs(spec, eta, sigma2)
-    check_finite(noise, "noise")
+    check_noise(noise, "spectral_bias")
     return _mse_spectral_bias(spec, eta, sigma2, noise)
 
 
@@ -552,16 +560,6 @@ def check_path(path: Any) -> str:
     if path not in PATHS:
         raise ValueError(f"unknown gradient `path` {path!r}; choose one of {PATHS}.")
     return path
-
-
-def check_temperature(temperature: ArrayLike | None) -> None:
-    """The smooth-cutoff τ must be a finite scalar > 0 (None: the hard threshold)."""
-    t = None if temperature is None else concrete(temperature)
-    if t is not None and (t.ndim != 0 or not np.isfinite(t) or t <= 0):
-        raise ValueError(
-            f"`temperature` (smooth-cutoff τ) must be a finite scalar > 0, or None for the hard "
-            f"threshold; got {t!r}."
-        )
 
 
 def check_noise(noise: ArrayLike, objective: str) -> None:

@@ -161,7 +161,9 @@ def test_parsed_options_build_the_configs():
     cfg = cli._config(CurveConfig, args)
     assert (cfg.W_std, cfg.thresholds, cfg.etas, cfg.download, cfg.eigs) == (
         1.5, (0.2, 0.5, 0.6), (5, 10), True, 50)
-    assert cli._config(CurveConfig, parser.parse_args(["curve", "--etas", ""])).etas is None
+    for bad in ("", "5.5,10.7", "5,x"):  # an empty list is not "the default"; 5.5 is no count
+        with pytest.raises(SystemExit):
+            parser.parse_args(["curve", "--etas", bad])
     g = cli._config(GaussianityConfig, parser.parse_args(["gaussianity", "--points", "9",
                                                           "--high-modes", "7,8"]))
     assert (g.n_points, g.high_modes) == (9, (7, 8))

@@ -57,14 +57,19 @@ def test_negative_roundoff_is_clipped_and_recorded():
     assert 0 < float(spec.clipped_mass) < 1e-14
 
 
-def test_large_negative_eigenvalues_warn():
+def test_large_negative_eigenvalues_are_an_error_unless_allowed():
     rng = np.random.default_rng(2)
     v, _ = np.linalg.qr(rng.normal(size=(20, 20)))
     w = np.linspace(1, -0.1, 20)
     K = (v * w) @ v.T
     K = (K + K.T) / 2
+    y = rng.normal(size=20)
+    with pytest.raises(ValueError, match="not PSD.*allow_indefinite=True"):
+        from_gram(K, y)
+    with pytest.raises(ValueError, match="not PSD"):
+        from_gram(-np.eye(20), y)
     with pytest.warns(RgjaxWarning, match="not PSD"):
-        spec = from_gram(K, rng.normal(size=20))
+        spec = from_gram(K, y, allow_indefinite=True)
     assert float(spec.clipped_mass) > 1e-3
 
 

@@ -91,6 +91,14 @@ class CurveConfig(PoolConfig):
         if self.sigma2 <= 0 or not math.isfinite(self.sigma2):
             raise ValueError(f"`sigma2` must be finite and > 0; got {self.sigma2}.")
         check_int(self.trials, "trials", 2, why="the standard error needs two")
+        if self.etas is not None:
+            # Every curve of the run is on this grid, in this order: sort it once, here, so the
+            # empirical curve (always sorted) and the theories pair the same η.
+            etas = [check_int(e, "etas", 1, why="training-set sizes") for e in self.etas]
+            if not etas:
+                raise ValueError("`etas` is empty: give at least one training-set size, or None "
+                                 "for the default grid.")
+            object.__setattr__(self, "etas", tuple(sorted(set(etas))))
         check_int(self.n_etas, "n_etas", 1)
         if self.eigs is not None:
             check_int(self.eigs, "eigs", 1, why="a number of modes, or None for dense")
