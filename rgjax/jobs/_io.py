@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
 import platform
+import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import matplotlib
 import numpy as np
 import optax
 
+from rgjax._validate import warn
 from rgjax._version import __version__
 
-__all__ = ["versions", "jsonable", "write_json_atomic", "save_and_plot"]
+__all__ = ["LOCK_FILE", "FolderInUse", "locked", "results_folder", "versions", "jsonable",
+           "write_json_atomic", "save_and_plot"]
+
+#: The lock file a running job keeps in its results folder.
+LOCK_FILE = ".rgjax.lock"
+
+
+class FolderInUse(OSError):
+    """Another rgjax run holds the results folder."""
 
 #: Draws a job's figures from its (reloaded) results into a folder; returns name → file.
 Plotter = Callable[[Mapping[str, Any], Path], Mapping[str, Path]]
@@ -88,3 +100,96 @@ def save_and_plot(results: dict, path: Path, plot: Plotter | None = None) -> dic
         results.setdefault("timings", {})["plots"] = time.perf_counter() - t0
         write_json_atomic(results, path)
     return results
+
+
+@contextlib.contextmanager
+def results_folder(out: str | os.PathLike[str], job: str) -> Iterator[Path]:
+    """Create ``out`` and hold its lock for the duration of a run.
+
+    The lock file records the owner's PID, host and start time. A second run into the same
+    folder stops at once with :class:`FolderInUse` naming the running one (two runs would
+    interleave their records and overwrite each other's results); a lock left by a process that
+    no longer exists on this host is taken over, with a warning.
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out {str(folder)!r} is a file, not a folder; pass a folder.")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_FILE
+    _acquire(lock, job)
+    failed = True
+    try:
+        yield folder
+        failed = False
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        if failed and created:  # a failed start leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+
+
+def _acquire(lock: Path, job: str) -> None:
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "job": job, "started": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _owner(lock)
+            if owner is not None and not _stale(owner):
+                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner["started"]))
+                raise FolderInUse(
+                    f"{str(lock.parent)!r} is in use by another rgjax run ({owner['job']}, pid "
+                    f"{owner['pid']} on {owner['host']}, started {started}): wait for it to "
+                    f"finish or pass another --out (if that run is gone, delete {lock})."
+                ) from None
+            warn(f"taking over the stale lock of {str(lock.parent)!r} (its run is gone).")
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return
+    raise FolderInUse(f"could not lock {str(lock.parent)!r}: another run took it first.")
+
+
+def _owner(lock: Path) -> dict[str, Any] | None:
+    """The lock's owner, or None when the file is unreadable (a run killed while writing it)."""
+    try:
+        raw = json.loads(lock.read_text())
+        return {"pid": int(raw["pid"]), "host": str(raw["host"]),
+                "started": float(raw["started"]), "job": str(raw["job"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _stale(owner: Mapping[str, Any]) -> bool:
+    """True when the owner ran on this host and its process no longer exists."""
+    if owner["host"] != socket.gethostname():
+        return False  # its liveness cannot be checked from here
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+_Run = TypeVar("_Run", bound=Callable[..., Any])
+
+
+def locked(job: str) -> Callable[[_Run], _Run]:
+    """Decorate a job's ``run(cfg, out, ...)`` so that it holds ``out``'s lock while it runs
+    (:func:`results_folder`)."""
+
+    def wrap(run: _Run) -> _Run:
+        @functools.wraps(run)
+        def locked_run(cfg: Any, out: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
+            with results_folder(out, job):
+                return run(cfg, out, *args, **kwargs)
+
+        return locked_run  # type: ignore[return-value]
+
+    return wrap

@@ -72,7 +72,7 @@ from rgjax.jobs._baselines import (
     topk_eigh,
     toy_monte_carlo,
 )
-from rgjax.jobs._io import save_and_plot, versions, write_json_atomic
+from rgjax.jobs._io import locked, save_and_plot, versions, write_json_atomic
 from rgjax.jobs._pipeline import Log, default_etas
 from rgjax.kernels import fc, gram
 from rgjax.plotting import save_bench_figures
@@ -757,6 +757,7 @@ def _start(cfg: BenchConfig, folder: Path, log: Log | None) -> _Bench:
     return _Bench(cfg, folder, sizes, repeats, bmax, results, log)
 
 
+@locked("rgjax bench")
 def run(cfg: BenchConfig, out: PathLike, *, progress: bool = True, plots: bool = True,
         log: Log | None = print) -> dict[str, Any]:
     """Benchmark the local devices; write ``out/bench.json``, ``out/bench.md`` and (``plots``)

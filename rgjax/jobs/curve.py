@@ -24,7 +24,7 @@ import numpy as np
 from rgjax._typing import Array, ArrayLike, PathLike
 from rgjax._validate import check_int
 from rgjax.empirical import LearningCurve, learning_curve
-from rgjax.jobs._io import save_and_plot, versions
+from rgjax.jobs._io import locked, save_and_plot, versions
 from rgjax.jobs._pipeline import Log, Pool, PoolConfig, build_pool, default_etas, task_summary
 from rgjax.metrics import fidelity, loglog_slope
 from rgjax.nongaussian import functional_flow, mse_reweighted
@@ -276,6 +276,7 @@ def _truncation(spec: Spectrum, etas: np.ndarray, cfg: CurveConfig, log: Log) ->
     return out
 
 
+@locked("rgjax curve")
 def run(cfg: CurveConfig, out: PathLike, *, progress: bool = True, plots: bool = True,
         log: Log = print) -> dict[str, Any]:
     """Run the theory-vs-experiment job and write ``out/results.json`` and the figures.

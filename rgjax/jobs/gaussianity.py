@@ -29,7 +29,7 @@ from rgjax.gaussianity import (
     subset,
     sweep_modes,
 )
-from rgjax.jobs._io import save_and_plot, versions
+from rgjax.jobs._io import locked, save_and_plot, versions
 from rgjax.jobs._pipeline import Log, PoolConfig, build_pool, task_summary
 from rgjax.plotting import save_gaussianity_figures
 from rgjax.spectrum import Spectrum
@@ -119,6 +119,7 @@ def _diagnostics(spec: Spectrum, y: ArrayLike, cfg: GaussianityConfig, pair: np.
     }
 
 
+@locked("rgjax gaussianity")
 def run(cfg: GaussianityConfig, out: PathLike, *, progress: bool = True, plots: bool = True,
         log: Log = print) -> dict[str, Any]:
     """Feature-mode diagnostics of a task's NNGP kernel; writes ``out/gaussianity.json``.

@@ -38,7 +38,7 @@ from rgjax._typing import Array, ArrayLike, PathLike, Scalar
 from rgjax._validate import check_int, check_threshold
 from rgjax.datasets import Task, load_task
 from rgjax.empirical import learning_curve
-from rgjax.jobs._io import save_and_plot, versions
+from rgjax.jobs._io import locked, save_and_plot, versions
 from rgjax.jobs._pipeline import default_etas
 from rgjax.kernels import Kernel, fc, gram
 from rgjax.optimize import (
@@ -320,6 +320,7 @@ def _fit(cfg: OptimizeConfig, x: Array, y: Array, progress: bool) -> tuple[dict,
     return init, fit
 
 
+@locked("rgjax optimize")
 def run(
     cfg: OptimizeConfig,
     out: PathLike,

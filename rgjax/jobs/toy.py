@@ -18,7 +18,7 @@ import numpy as np
 
 from rgjax._typing import PathLike
 from rgjax._validate import check_int
-from rgjax.jobs._io import save_and_plot, versions
+from rgjax.jobs._io import locked, save_and_plot, versions
 from rgjax.jobs._pipeline import Log
 from rgjax.plotting import save_toy_figures
 from rgjax.toy import (
@@ -156,6 +156,7 @@ def _summary(results: Mapping[str, Any], folder: Path) -> list[str]:
     return lines
 
 
+@locked("rgjax toy")
 def run(cfg: ToyConfig, out: PathLike, *, progress: bool = True, plots: bool = True,
         log: Log | None = print, devices: Any = None) -> dict[str, Any]:
     """Paper Fig. 3: Monte Carlo of the averaged exact posterior against the standard (0) and the
