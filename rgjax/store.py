@@ -11,7 +11,9 @@ configuration that produced them::
      "seconds": float, "finished": unix time}
 
 Records are appended and fsynced one at a time, so whatever is on disk survives a crash; a
-truncated last line (a crash mid-write) is dropped on the next load. Floats round-trip exactly
+truncated last line (a crash mid-write) is dropped on the next load. Each record carries a
+``"checksum"`` (SHA-256 of its other fields): a record whose values were changed after it was
+written is dropped with a warning, and its trials are computed again. Floats round-trip exactly
 through JSON, so resumed trials are bit-identical to recomputed ones.
 
 The fingerprint identifies the pool without hashing its bytes: *probes* ``uᵀ K v`` (and ``u·y``)
@@ -21,6 +23,7 @@ on another device, with different round-off, still matches.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -33,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rgjax._typing import Array, ArrayLike
+from rgjax._validate import warn
 
 __all__ = [
     "RESULTS_FORMAT",
@@ -191,14 +195,42 @@ def load_results(
         path.write_bytes(b"")
         return {}
     done: dict[int, EtaResults] = {}
-    for lineno, line in enumerate(_complete_lines(path), start=1):
+    kept: list[bytes] = []
+    lines = _complete_lines(path)
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         eta, start, rec = _parse_record(path, lineno, line, fingerprint, trials)
+        if not _checksum_ok(rec):
+            warn(f"`results_path` {str(path)!r}: line {lineno} (η = {eta}) fails its checksum "
+                 "(its values were changed after it was written): dropped, its trials will be "
+                 "computed again.")
+            continue
+        kept.append(line)
         done.setdefault(eta, EtaResults.empty(trials)).add(
             start, rec["mse_pool"], rec["mse_heldout"], int(rec["n_fallback"])
         )
+    if len(kept) < sum(1 for line in lines if line.strip()):
+        _rewrite(path, kept)
     return done
+
+
+def _checksum(record: Record) -> str:
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _checksum_ok(record: Record) -> bool:
+    """True when the record matches its checksum (records written before checksums: True)."""
+    return "checksum" not in record or record["checksum"] == _checksum(record)
+
+
+def _rewrite(path: Path, lines: list[bytes]) -> None:
+    """Replace the file by ``lines`` atomically (the bad records out)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(b"".join(line + b"\n" for line in lines))
+    os.replace(tmp, path)
 
 
 def _complete_lines(path: Path) -> list[bytes]:
@@ -298,6 +330,7 @@ def trial_records(
 
 def append_record(path: Path, record: Record) -> None:
     """Append one JSON line and force it to disk: what is on disk survives any later crash."""
+    record = {**record, "checksum": _checksum(record)}
     line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)

@@ -495,6 +495,7 @@ def test_independent_run_resumes_partly_finished_eta(pool, reference_curve, tmp_
     learning_curve(K, y, [7], SIGMA2, **kw)
     rec = json.loads(path.read_text())
     rec.update(trial_start=1, mse_pool=rec["mse_pool"][1:3], mse_heldout=rec["mse_heldout"][1:3])
+    del rec["checksum"]  # a hand-made record, as files written before checksums hold them
     path.write_text(json.dumps(rec) + "\n")
     computed = []
     lc = learning_curve(K, y, [7], SIGMA2, callback=lambda e, r: computed.append(r), **kw)
@@ -617,3 +618,28 @@ def test_trials_sharded_over_8_devices_match_one_device():
         assert res["nested"] == (mode == "True")
         for name in ("pool_8_vs_1", "held_8_vs_1", "numpy_520"):
             assert res[name] < 1e-10, (mode, name, res[name])
+
+
+def test_a_record_changed_after_writing_fails_its_checksum_and_is_recomputed(pool, tmp_path):
+    _, K, y = pool
+    path = tmp_path / "curve.jsonl"
+    first = learning_curve(K, y, ETAS, SIGMA2, trials=TRIALS, key=jax.random.key(3),
+                           progress=False, results_path=path)
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[1])
+    assert rec["checksum"].startswith("sha256:")
+    rec["mse_pool"][0] *= 0.5  # an edited value, fingerprint and JSON intact
+    lines[1] = json.dumps(rec)
+    path.write_text("\n".join(lines) + "\n")
+    calls = []
+    with pytest.warns(Warning, match="fails its checksum"):
+        again = learning_curve(K, y, ETAS, SIGMA2, trials=TRIALS, key=jax.random.key(3),
+                               progress=False, results_path=path,
+                               callback=lambda eta, r: calls.append(eta))
+    np.testing.assert_array_equal(again.mse_pool_trials, first.mse_pool_trials)
+    assert calls == [rec["eta"]]  # only the dropped record's trials were computed again
+    # the file is whole again: a third run computes nothing and warns about nothing
+    third = learning_curve(K, y, ETAS, SIGMA2, trials=TRIALS, key=jax.random.key(3),
+                           progress=False, results_path=path, callback=lambda *a: calls.append(a))
+    np.testing.assert_array_equal(third.mse_pool_trials, first.mse_pool_trials)
+    assert calls == [rec["eta"]]
