@@ -323,6 +323,11 @@ def _parser() -> argparse.ArgumentParser:
         j = _sub(sub, name, job.help, job.description, job.epilog)
         _add_config_options(j, job.config, FLAGS.get(name, {}), SWITCHES.get(name, {}))
         _output_options(j, job.out.format(task="TASK", platform="PLATFORM"))
+        if name == "curve":  # the one job that resumes from its folder
+            j.add_argument("--overwrite", action="store_true",
+                           help="discard the finished trials in --out (empirical.jsonl) and start "
+                                "fresh; by default a rerun with the same options resumes, and a "
+                                "folder holding other options' results is an error")
 
     pl = _sub(sub, "plot", "redraw the figures of a finished run from its JSON",
               "Redraw every figure of a results folder written by curve, gaussianity, toy, "
@@ -368,7 +373,8 @@ def _run_job(name: str, args: argparse.Namespace) -> int:
     cfg = _config(job.config, args)
     out = Path(args.out or job.out.format(task=getattr(args, "task", ""),
                                           platform=jax.default_backend()))
-    job.run(cfg, out, progress=not args.quiet, plots=not args.no_plots)
+    extra = {"overwrite": True} if getattr(args, "overwrite", False) else {}
+    job.run(cfg, out, progress=not args.quiet, plots=not args.no_plots, **extra)
     print(f"results: {out.resolve()}/{job.results_file}"
           + ("" if args.no_plots else f" and figures in {out.resolve()}/"))
     return 0

@@ -271,8 +271,8 @@ def _parse_record(
     if diff:
         raise ValueError(
             f"`results_path` {str(path)!r} holds results of a different configuration "
-            f"(line {lineno} differs in: {', '.join(diff)}); pass overwrite=True to discard "
-            "it and start fresh, or choose another results_path."
+            f"(line {lineno} differs in: {', '.join(diff)}); pass overwrite=True (rgjax curve: "
+            "--overwrite) to discard it and start fresh, or choose another results_path (--out)."
         )
     if not ok:
         what = (f"{trials} trials" if "trial_start" not in rec

@@ -108,3 +108,16 @@ def test_cli_bad_input_is_one_line_exit_2(name, argv, text, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err and text in err[-1] and "Traceback" not in "\n".join(err), err
     assert not (tmp_path / "run").exists()  # nothing created by a failed start
+
+
+def test_other_options_in_the_same_folder_name_the_overwrite_flag(tmp_path, capsys):
+    base = ["curve", "--task", "synthetic-powerlaw", "--pool-size", "60", "--etas", "5,10",
+            "--trials", "2", "--out", str(tmp_path), "--quiet", "--no-plots"]
+    assert cli.main([*base, "--sigma2", "1e-3"]) == 0
+    capsys.readouterr()
+    assert cli.main([*base, "--sigma2", "1e-2"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "sigma2" in err and "Traceback" not in err
+    assert cli.main([*base, "--sigma2", "1e-2", "--overwrite"]) == 0
+    capsys.readouterr()
+    assert cli.main([*base, "--sigma2", "1e-2"]) == 0  # the same options again: resumes

@@ -194,12 +194,12 @@ def _predict(pool: Pool, etas: np.ndarray, cfg: CurveConfig,
 
 
 def _measure(pool: Pool, etas: np.ndarray, cfg: CurveConfig, out: Path, progress: bool,
-             timings: dict[str, float]) -> LearningCurve:
+             timings: dict[str, float], overwrite: bool = False) -> LearningCurve:
     """The empirical GP learning curve, resumed from ``out/empirical.jsonl``."""
     t0 = time.perf_counter()
     curve = learning_curve(pool.K, pool.task.y, etas, cfg.sigma2, trials=cfg.trials,
                            key=jax.random.key(cfg.seed), progress=progress, nested=cfg.nested,
-                           results_path=out / "empirical.jsonl")
+                           results_path=out / "empirical.jsonl", overwrite=overwrite)
     timings["empirical"] = time.perf_counter() - t0
     return curve
 
@@ -278,7 +278,7 @@ def _truncation(spec: Spectrum, etas: np.ndarray, cfg: CurveConfig, log: Log) ->
 
 @locked("rgjax curve")
 def run(cfg: CurveConfig, out: PathLike, *, progress: bool = True, plots: bool = True,
-        log: Log = print) -> dict[str, Any]:
+        log: Log = print, overwrite: bool = False) -> dict[str, Any]:
     """Run the theory-vs-experiment job and write ``out/results.json`` and the figures.
 
     Args:
@@ -288,6 +288,8 @@ def run(cfg: CurveConfig, out: PathLike, *, progress: bool = True, plots: bool =
       plots: draw ``learning_curves.png``, ``threshold_sweep.png``, ``ridge_flow.png``,
         ``spectrum.png`` and ``functional_rg.png`` from the written JSON.
       log: receives the progress lines and the final table.
+      overwrite: discard the finished trials in ``out/empirical.jsonl`` (those of other options
+        included) instead of resuming from them.
 
     Returns:
       The results dictionary as written to JSON (NaN as None).
@@ -300,7 +302,7 @@ def run(cfg: CurveConfig, out: PathLike, *, progress: bool = True, plots: bool =
     etas = _etas(cfg, pool.task.n_pool)
     trunc = _truncation(pool.spec, etas, cfg, log) if pool.spec.is_truncated else None
     theories, flow = _predict(pool, etas, cfg, timings)
-    curve = _measure(pool, etas, cfg, folder, progress, timings)
+    curve = _measure(pool, etas, cfg, folder, progress, timings, overwrite)
     results = _results(cfg, pool, etas, theories, flow, curve, timings)
     if trunc is not None:
         results["truncation"] = trunc
