@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from rgjax._validate import check_int, check_sigma2
 from rgjax._version import __version__
 from rgjax.compile_cache import ENV_VAR, enable, folder_from_env, status
 from rgjax.datasets import default_cache_dir, read_bundled_mnist
@@ -388,16 +389,32 @@ def _plot(args: argparse.Namespace) -> int:
             f"no {' or '.join(FIGURES)} in {args.dir!r}; run `rgjax curve --out {args.dir}` first."
         )
     for name in found:
-        files = FIGURES[name](json.loads((folder / name).read_text()), folder)
+        files = FIGURES[name](_results_file(folder / name), folder)
         for f in files.values():
             print(f)
     return 0
 
 
+def _results_file(path: Path) -> dict[str, Any]:
+    """A results file of an rgjax job, or one error naming the file and what is wrong."""
+    try:
+        results = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); rerun the job that wrote it.") \
+            from None
+    # Every job writes its config and versions: anything without them was not written by rgjax.
+    if not (isinstance(results, dict) and isinstance(results.get("config"), dict)
+            and isinstance(results.get("versions"), dict)):
+        raise ValueError(f"{str(path)!r} is not a results file of an rgjax job (no config and "
+                         "versions blocks); rerun the job that writes it.")
+    return results
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Kernel → spectrum → RG flow → learning-curve predictions on a synthetic pool."""
     rng = np.random.default_rng(0)
-    n, d = args.pool_size, 20
+    n, d = check_int(args.pool_size, "--pool-size", 10, why="the demo's pool"), 20
+    check_sigma2(args.sigma2)
     x = rng.normal(size=(n, d))
     y = np.sign(x[:, 0] + 0.5 * x[:, 1] * x[:, 2])
     kernel = fc(2, "relu", W_std=np.sqrt(2.0), b_std=0.1)

@@ -187,6 +187,8 @@ def _as_gram(K: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
     target = as_float_array(jax.device_put(y) if isinstance(y, np.ndarray) else y, "y")
     if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
         raise ValueError(f"`K` must be a square (N, N) Gram matrix; got shape {gram.shape}.")
+    if gram.shape[0] == 0:
+        raise ValueError("`K` is empty (0 × 0): the pool needs at least one point.")
     if target.ndim != 1 or target.shape[0] != gram.shape[0]:
         raise ValueError(
             f"`y` must have shape (N,) = ({gram.shape[0]},) to match K; got {target.shape}. "
@@ -659,6 +661,8 @@ def from_eigenvalues(
     """
     lam = as_float_array(eigenvalues, "eigenvalues")
     yk = as_float_array(target_coefficients, "target_coefficients")
+    if lam.ndim == 1 and lam.shape[0] == 0:
+        raise ValueError("`eigenvalues` is empty: a spectrum needs at least one mode.")
     if lam.ndim != 1 or yk.shape != lam.shape:
         raise ValueError(
             f"`eigenvalues` and `target_coefficients` must both have shape (k,); got "

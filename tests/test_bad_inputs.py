@@ -10,6 +10,7 @@ import pytest
 import rgjax
 from rgjax import cli
 from rgjax.jobs.curve import CurveConfig
+from rgjax.jobs.toy import ToyConfig
 
 SPEC = rgjax.powerlaw(200)
 RNG = np.random.default_rng(0)
@@ -65,6 +66,9 @@ API_CASES = [
      "`etas`"),
     ("zero eta in the curve config", lambda: CurveConfig(etas=(0, 10)), ValueError, "`etas`"),
     ("empty etas in the curve config", lambda: CurveConfig(etas=()), ValueError, "`etas`"),
+    ("empty spectrum", lambda: rgjax.from_eigenvalues([], []), ValueError, "`eigenvalues`"),
+    ("empty Gram matrix", lambda: rgjax.from_gram(np.zeros((0, 0)), []), ValueError, "`K`"),
+    ("zero lambda_1 in the toy", lambda: ToyConfig(lambda_1=0.0), ValueError, "`lambda_1`"),
 ]
 
 
@@ -95,13 +99,16 @@ CLI_CASES = [
     ("text etas", ["curve", "--etas", "5,x"], "expected comma-separated integers"),
     ("empty thresholds", ["curve", "--thresholds", ","], "at least one"),
     ("zero eta", ["curve", "--etas", "0,5"], "`etas`"),
+    ("toy without the kept mode", ["toy", "--lambda-1", "0"], "`lambda_1`"),
+    ("empty demo pool", ["demo", "--pool-size", "0"], "`--pool-size`"),
 ]
 
 
 @pytest.mark.parametrize("name, argv, text", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_input_is_one_line_exit_2(name, argv, text, tmp_path, capsys):
     try:  # argparse exits; errors found in the configuration are returned
-        code = cli.main([*argv, "--out", str(tmp_path / "run"), "--quiet"])
+        extra = [] if argv[0] == "demo" else ["--out", str(tmp_path / "run"), "--quiet"]
+        code = cli.main([*argv, *extra])
     except SystemExit as info:
         code = info.code
     assert code == 2
@@ -121,3 +128,12 @@ def test_other_options_in_the_same_folder_name_the_overwrite_flag(tmp_path, caps
     assert cli.main([*base, "--sigma2", "1e-2", "--overwrite"]) == 0
     capsys.readouterr()
     assert cli.main([*base, "--sigma2", "1e-2"]) == 0  # the same options again: resumes
+
+
+@pytest.mark.parametrize("text, match", [("{bad", "is not valid JSON"),
+                                          ('{"kind": "toy", "x": 1}', "not a results file")])
+def test_plot_on_a_corrupt_or_foreign_results_file_names_it(text, match, tmp_path, capsys):
+    (tmp_path / "toy.json").write_text(text)
+    assert cli.main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "toy.json" in err and not list(tmp_path.glob("*.png"))

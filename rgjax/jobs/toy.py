@@ -62,9 +62,10 @@ class ToyConfig:
         default=None, metadata={"help": "data sets per chunk (default: from a memory budget)"})
 
     def __post_init__(self) -> None:
-        if not math.isfinite(float(self.lambda_1)) or self.lambda_1 < 0:
+        if not math.isfinite(float(self.lambda_1)) or self.lambda_1 <= 0:
             raise ValueError(
-                f"`lambda_1` (eigenvalue of ψ_1) must be finite and >= 0; got {self.lambda_1!r}.")
+                f"`lambda_1` (eigenvalue of ψ_1, the kept mode) must be finite and > 0; got "
+                f"{self.lambda_1!r}.")
         lg = np.atleast_1d(np.asarray(self.lambdas_greater, dtype=float))
         if lg.ndim != 1 or lg.size == 0 or not np.all(np.isfinite(lg)) or np.any(lg < 0):
             raise ValueError(f"`lambdas_greater` (eigenvalues of ψ_2) must be finite and >= 0; "
