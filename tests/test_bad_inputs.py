@@ -99,6 +99,10 @@ CLI_CASES = [
     ("text etas", ["curve", "--etas", "5,x"], "expected comma-separated integers"),
     ("empty thresholds", ["curve", "--thresholds", ","], "at least one"),
     ("zero eta", ["curve", "--etas", "0,5"], "`etas`"),
+    ("tiny pool with the default grid", ["curve", "--task", "synthetic-powerlaw", "--pool-size",
+                                         "5"], "too few for the default η grid"),
+    ("etas beyond a given pool", ["curve", "--task", "synthetic-powerlaw", "--pool-size", "20",
+                                  "--etas", "5,25"], "for a pool of N = 20"),
     ("toy without the kept mode", ["toy", "--lambda-1", "0"], "`lambda_1`"),
     ("empty demo pool", ["demo", "--pool-size", "0"], "`--pool-size`"),
 ]

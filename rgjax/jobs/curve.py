@@ -153,10 +153,16 @@ def _theory_arrays(spec: Spectrum, e: Array, sigma2: ArrayLike,
 
 def _etas(cfg: CurveConfig, n_pool: int) -> np.ndarray:
     """``(E,)`` the run's training-set sizes, each in ``[1, N - 1]``."""
-    etas = np.asarray(cfg.etas, int) if cfg.etas else default_etas(n_pool, cfg.n_etas)
+    if not cfg.etas:
+        if n_pool < 12:  # the default grid starts at η = 5 and stops near N/2
+            raise ValueError(f"the pool has N = {n_pool} points, too few for the default η grid "
+                             "(5 up to N/2, which needs N >= 12): pass a larger --pool-size, or "
+                             "your own --etas below N.")
+        return default_etas(n_pool, cfg.n_etas)
+    etas = np.asarray(cfg.etas, int)
     if etas.min() < 1 or etas.max() >= n_pool:
-        raise ValueError(f"`etas` must lie in [1, N-1] = [1, {n_pool - 1}]; "
-                         f"got {etas.min()}..{etas.max()}.")
+        raise ValueError(f"`etas` must lie in [1, N-1] = [1, {n_pool - 1}] for a pool of N = "
+                         f"{n_pool} points; got {etas.min()}..{etas.max()}.")
     return etas
 
 
