@@ -40,6 +40,7 @@ from rgjax._validate import warn
 
 __all__ = [
     "RESULTS_FORMAT",
+    "check_options",
     "EtaResults",
     "append_record",
     "fingerprint",
@@ -113,6 +114,28 @@ def fingerprint(
     if nested:
         fp["nested"] = True
     return fp
+
+
+def check_options(path: Path, sigma2: float, trials: int, nested: bool) -> None:
+    """Raise at once when the results file at ``path`` holds other options' records (σ²,
+    trials, draws): the check that :func:`load_results` makes later, after the Gram matrix and
+    the spectrum, on what is known before them. A missing or unreadable file passes."""
+    try:
+        with open(path, "rb") as f:
+            first = json.loads(f.readline())
+        fp = first["fingerprint"]
+        old = {"trials": int(fp["trials"]), "sigma2": float(fp["sigma2"]),
+               "nested": bool(fp.get("nested", False))}
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    new = {"trials": int(trials), "sigma2": float(sigma2), "nested": bool(nested)}
+    diff = [f"{k} (file {old[k]!r}, now {new[k]!r})" for k in new if old[k] != new[k]]
+    if diff:
+        raise ValueError(
+            f"`results_path` {str(path)!r} holds results of a different configuration "
+            f"({', '.join(diff)}); pass overwrite=True (rgjax curve: --overwrite) to discard it "
+            "and start fresh, or choose another results_path (--out)."
+        )
 
 
 def _same_probes(old: object, new: Sequence[float], n_pool: int) -> bool:

@@ -9,6 +9,7 @@ import pytest
 
 import rgjax
 from rgjax import cli
+from rgjax.jobs import curve as curve_job
 from rgjax.jobs.curve import CurveConfig
 from rgjax.jobs.toy import ToyConfig
 
@@ -121,12 +122,14 @@ def test_cli_bad_input_is_one_line_exit_2(name, argv, text, tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing created by a failed start
 
 
-def test_other_options_in_the_same_folder_name_the_overwrite_flag(tmp_path, capsys):
+def test_other_options_in_the_same_folder_name_the_overwrite_flag(tmp_path, capsys, monkeypatch):
     base = ["curve", "--task", "synthetic-powerlaw", "--pool-size", "60", "--etas", "5,10",
             "--trials", "2", "--out", str(tmp_path), "--quiet", "--no-plots"]
     assert cli.main([*base, "--sigma2", "1e-3"]) == 0
     capsys.readouterr()
-    assert cli.main([*base, "--sigma2", "1e-2"]) == 2
+    with monkeypatch.context() as m:  # found before the pool, the kernel and the spectrum
+        m.setattr(curve_job, "build_pool", lambda *a, **k: pytest.fail("built the pool"))
+        assert cli.main([*base, "--sigma2", "1e-2"]) == 2
     err = capsys.readouterr().err
     assert "--overwrite" in err and "sigma2" in err and "Traceback" not in err
     assert cli.main([*base, "--sigma2", "1e-2", "--overwrite"]) == 0

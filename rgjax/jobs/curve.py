@@ -31,6 +31,7 @@ from rgjax.nongaussian import functional_flow, mse_reweighted
 from rgjax.plotting import LABELS, save_curve_figures
 from rgjax.rg import check_inputs, cutoff, effective_ridge, eta_max, ridge_flow
 from rgjax.spectrum import Spectrum, from_eigenvalues
+from rgjax.store import check_options
 from rgjax.theory import kappa, mse_ek, mse_rg, mse_spectral_bias
 from rgjax.truncation import (
     DEFAULT_RTOL,
@@ -302,6 +303,8 @@ def run(cfg: CurveConfig, out: PathLike, *, progress: bool = True, plots: bool =
     """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
+    if not overwrite:  # before any expensive stage: a folder of other options is an error now
+        check_options(folder / "empirical.jsonl", cfg.sigma2, cfg.trials, cfg.nested)
     pool = build_pool(cfg, eigs=cfg.eigs, check=lambda task: _etas(cfg, task.n_pool),
                       progress=progress, log=log)
     timings = dict(pool.timings)
