@@ -290,6 +290,13 @@ def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
     _no_compile_cache_option(p, argparse.SUPPRESS)
 
 
+#: What an interrupted subcommand leaves behind (only ``curve`` resumes).
+INTERRUPTED = {
+    "curve": "rerun the same command to resume: every finished η is kept in empirical.jsonl.",
+    "bench": "bench.json holds every stage measured so far; a rerun starts over.",
+}
+
+
 #: Subcommands that turn the persistent compilation cache on (unless told not to).
 CACHED = ("curve", "gaussianity", "toy", "optimize", "demo")
 NO_COMPILE_CACHE_HELP = (f"do not keep compiled programs on disk for later runs (also "
@@ -532,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             return handlers[args.command](args)
         return _run_job(args.command, args)
     except KeyboardInterrupt:
-        print("rgjax: interrupted; rerun the same command to resume (finished η are kept).",
+        print(f"rgjax: interrupted; {INTERRUPTED.get(args.command or '', 'nothing was saved.')}",
               file=sys.stderr)
         return 130
     except (ValueError, TypeError, FileNotFoundError, ImportError, OSError) as err:

@@ -144,3 +144,15 @@ def test_plot_on_a_corrupt_or_foreign_results_file_names_it(text, match, tmp_pat
     assert cli.main(["plot", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert match in err and "toy.json" in err and not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("command, says", [("toy", "nothing was saved"),
+                                           ("curve", "resume")])
+def test_an_interrupted_job_says_what_is_true(command, says, tmp_path, monkeypatch, capsys):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_jobs", lambda real=cli._jobs(): {
+        k: (v._replace(run=interrupt) if k == command else v) for k, v in real.items()})
+    code = cli.main([command, "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 130 and says in capsys.readouterr().err
