@@ -19,15 +19,16 @@ from rgjax.jobs._pipeline import default_etas
 #: The pool of the measured run.
 N_POOL = 200
 
-#: At most this many programs for a whole run (it compiles 15 at N = 200): gram tile, Gram
+#: At most this many programs for a whole run (it compiles 16 at N = 200): gram tile, Gram
 #: checks, eigh, spectrum assembly, theories, cutoff and reweighted RG, functional flow, ridge
-#: flow, the PRNG key, the two fingerprint probes, the permutations and the nested-trial program
+#: flow, the PRNG key, the definiteness probe of the empirical stage, the two fingerprint probes,
+#: the permutations and the nested-trial program
 #: (independent draws add one trial program per padded system size).
 MAX_PROGRAMS = 25
 #: The job's own stages: each is one program, compiled exactly once per run.
 STAGES = ("gram_tile", "_gram_stats", "_dense_eigh", "_assemble_arrays", "_theory_arrays",
           "_rg_cutoff", "_mse_reweighted", "_ridge_profile", "_ridge_flow", "permutations",
-          "_nested_chunk")
+          "_nested_chunk", "_psd_probe")
 
 _SCRIPT = r"""
 import json, logging, sys, tempfile
