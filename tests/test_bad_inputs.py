@@ -70,6 +70,63 @@ API_CASES = [
     ("empty spectrum", lambda: rgjax.from_eigenvalues([], []), ValueError, "`eigenvalues`"),
     ("empty Gram matrix", lambda: rgjax.from_gram(np.zeros((0, 0)), []), ValueError, "`K`"),
     ("zero lambda_1 in the toy", lambda: ToyConfig(lambda_1=0.0), ValueError, "`lambda_1`"),
+    # the arguments every theory shares
+    ("zero sigma2", lambda: rgjax.mse_ek(SPEC, 5.0, 0.0), ValueError, "`sigma2`"),
+    ("negative sigma2", lambda: rgjax.mse_rg(SPEC, 5.0, -1e-3), ValueError, "`sigma2`"),
+    ("NaN sigma2", lambda: rgjax.mse_spectral_bias(SPEC, 5.0, math.nan), ValueError, "`sigma2`"),
+    ("threshold 0", lambda: rgjax.mse_rg(SPEC, 5.0, 1e-3, 0.0), ValueError, "`threshold`"),
+    ("threshold 1", lambda: rgjax.cutoff(SPEC, 5.0, 1e-3, 1.0), ValueError, "`threshold`"),
+    ("NaN threshold", lambda: rgjax.effective_ridge(SPEC, 5.0, 1e-3, math.nan), ValueError,
+     "`threshold`"),
+    ("negative eta", lambda: rgjax.kappa(SPEC, -5.0, 1e-3), ValueError, "`eta`"),
+    ("infinite eta", lambda: rgjax.mse_ek(SPEC, math.inf, 1e-3), ValueError, "`eta`"),
+    ("not a spectrum", lambda: rgjax.mse_ek(np.ones(5), 5.0, 1e-3), TypeError, "`spec`"),
+    # spectra
+    ("mismatched spectrum arrays", lambda: rgjax.from_eigenvalues([1.0, 0.5], [1.0]), ValueError,
+     "`eigenvalues`"),
+    ("NaN eigenvalue", lambda: rgjax.from_eigenvalues([1.0, math.nan], [1.0, 0.0]), ValueError,
+     "`eigenvalues`"),
+    ("y of the wrong length", lambda: rgjax.from_gram(K, np.ones(39)), ValueError, "`y`"),
+    ("NaN in K", lambda: rgjax.from_gram(np.full((3, 3), math.nan), np.ones(3)), ValueError,
+     "`K`"),
+    ("k above N", lambda: rgjax.from_gram(K, Y, k=41), ValueError, "`k`"),
+    ("unknown method", lambda: rgjax.from_gram(K, Y, method="lanczos"), ValueError, "`method`"),
+    ("top-k without k", lambda: rgjax.from_gram(K, Y, method="topk"), ValueError, "`k`"),
+    ("powerlaw of no modes", lambda: rgjax.powerlaw(0), ValueError, "`n_modes`"),
+    ("kappa beyond the modes", lambda: rgjax.input_dependent_ridge(rgjax.from_gram(K, Y), 1e-3,
+                                                                   41), ValueError, "`kappa`"),
+    ("input-dependent ridge without eigenvectors",
+     lambda: rgjax.input_dependent_ridge(SPEC, 1e-3, 3), ValueError, "eigenvectors"),
+    # exact GP regression
+    ("eta at the pool size", lambda: rgjax.learning_curve(K, Y, [40], 1e-3, trials=2, key=0,
+                                                          progress=False), ValueError, "`etas`"),
+    ("one trial", lambda: rgjax.learning_curve(K, Y, [3], 1e-3, trials=1, key=0, progress=False),
+     ValueError, "`trials`"),
+    ("negative ridge in GP regression", lambda: rgjax.learning_curve(
+        K, Y, [3], -1.0, trials=2, key=0, progress=False), ValueError, "`sigma2`"),
+    ("nested as text", lambda: rgjax.learning_curve(K, Y, [3], 1e-3, trials=2, key=0,
+                                                    progress=False, nested="yes"), ValueError,
+     "`nested`"),
+    ("NaN targets", lambda: rgjax.learning_curve(K, np.full(40, math.nan), [3], 1e-3, trials=2,
+                                                 key=0, progress=False), ValueError, "`y`"),
+    ("posterior with mismatched targets", lambda: rgjax.gp_posterior_mean(
+        np.eye(3), np.ones(4), np.ones((2, 3)), 1e-3), ValueError, "`y_train`"),
+    # kernels and job configurations
+    ("negative depth", lambda: rgjax.fc(-1, "relu"), ValueError, "`depth`"),
+    ("unknown activation", lambda: rgjax.fc(2, "sigmoidx"), ValueError, "`activation`"),
+    ("one trial per eta", lambda: CurveConfig(trials=1), ValueError, "`trials`"),
+    ("threshold 0 in the sweep", lambda: CurveConfig(thresholds=(0.0, 0.5)), ValueError,
+     "threshold"),
+    ("negative ridge in the curve job", lambda: CurveConfig(sigma2=-1.0), ValueError,
+     "`sigma2`"),
+    ("zero modes", lambda: CurveConfig(eigs=0), ValueError, "`eigs`"),
+    ("negative lambda_>", lambda: ToyConfig(lambdas_greater=(-0.1,)), ValueError,
+     "`lambdas_greater`"),
+    ("negative Hermite degree", lambda: ToyConfig(target_degree=-1), ValueError,
+     "`target_degree`"),
+    ("unknown theory for the error", lambda: rgjax.truncation_error(SPEC.truncate(50), 5.0, 1e-3,
+                                                                    theory="x"), ValueError,
+     "`theory`"),
 ]
 
 
@@ -152,7 +209,8 @@ def test_an_interrupted_job_says_what_is_true(command, says, tmp_path, monkeypat
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_jobs", lambda real=cli._jobs(): {
-        k: (v._replace(run=interrupt) if k == command else v) for k, v in real.items()})
+    real = cli._jobs()
+    jobs = {k: (v._replace(run=interrupt) if k == command else v) for k, v in real.items()}
+    monkeypatch.setattr(cli, "_jobs", lambda: jobs)
     code = cli.main([command, "--out", str(tmp_path / "run"), "--quiet"])
     assert code == 130 and says in capsys.readouterr().err
