@@ -36,31 +36,21 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
 from _common import compile_time, machine, peak_rss_mb, run_isolated, save, timed  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 import rgjax  # noqa: E402
+from rgjax.jobs._baselines import numpy_relu_nngp as _numpy_relu_nngp  # noqa: E402
 
 W_STD, B_STD = float(np.sqrt(2.0)), 0.1
 
 
 def numpy_relu_nngp(x: np.ndarray, depth: int, w_std: float = W_STD, b_std: float = B_STD):
-    """Reference NNGP of [Dense, ReLU] × depth + Dense, neural-tangents conventions, in numpy."""
-    w2, b2 = w_std**2, b_std**2
-    k = w2 * (x @ x.T) / x.shape[1] + b2
-    for _ in range(depth):
-        d = np.sqrt(np.diag(k))
-        norm = np.outer(d, d)
-        rho = np.clip(k / norm, -1.0, 1.0)
-        theta = np.arccos(rho)
-        e = norm * (np.sin(theta) + (np.pi - theta) * rho) / (2 * np.pi)
-        k = w2 * e + b2
-    return k
+    """Reference NNGP of [Dense, ReLU] × depth + Dense in numpy (``rgjax bench``'s baseline)."""
+    return _numpy_relu_nngp(x, depth, w_std, b_std)
 
 
 def make_inputs(n: int, d: int) -> np.ndarray:

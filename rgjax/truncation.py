@@ -263,12 +263,16 @@ def truncation_message(
 
     Concrete inputs only (returns None under ``jit``).
     """
-    valid = concrete(truncation_valid(spec, eta, sigma2, threshold, rtol, theory=theory,
-                                      dof_correction=dof_correction))
+    check_inputs(spec, eta, sigma2, threshold)
+    theory = _check_theory(theory)
+    _check_rtol(rtol)
+    if not spec.is_truncated:
+        return None
+    arrays = _estimates(spec, eta, sigma2, threshold, theory, bool(dof_correction))  # once
+    valid = concrete(_valid(*arrays, None if rtol is None else float(rtol)))
     if valid is None or bool(np.all(valid)):
         return None
-    value, error, inside = (np.broadcast_to(np.asarray(a), valid.shape) for a in _estimates(
-        spec, eta, sigma2, threshold, theory, bool(dof_correction)))
+    value, error, inside = (np.broadcast_to(np.asarray(a), valid.shape) for a in arrays)
     eta_np = np.broadcast_to(np.asarray(eta, float), valid.shape)
     reasons = []
     if theory == "rg" and not np.all(inside):
