@@ -511,7 +511,8 @@ def _with_tail(spec: Spectrum, operator: ArrayLike | Callable[[Array], Array], y
     or fewer than two modes are left)."""
     if steps == 0 or spec.n_pool - spec.n_modes < 2 or spec.eigenvectors is None:
         return spec
-    tail = tail_measure(operator, spec.eigenvectors, y, steps=steps, probes=probes, key=key)
+    tail = tail_measure(operator, spec.eigenvectors, y, steps=steps, probes=probes, key=key,
+                        eigenvalues=spec.eigenvalues)
     return dataclasses.replace(spec, tail=tail)
 
 

@@ -381,24 +381,45 @@ def _modes(spec: Spectrum, tail: TailMeasure | None) -> tuple[Array, Array, Arra
     """``(λ, w, y², tail mass, residual power)`` of the spectral-bias sums: the held modes, then
     the tail's quadrature nodes as modes of fractional weight (docs/theory.md §8).
 
-    Target-weighted nodes carry ``y²`` and no ``w``; probe nodes carry ``w`` and no ``y²``. The
-    probe weights are rescaled so that they reproduce the exact tail trace (a ratio estimator:
-    the part of every unweighted sum that is linear in λ is then exact), which leaves no
-    unlearnable remainder in the tail mass.
+    Target-weighted nodes carry ``y²`` and no ``w``; probe nodes carry ``w`` (their unweighted
+    weight times ``λ``, see :func:`_tail_weights`) and no ``y²``. The quadratures carry the whole
+    tail mass and power: no unlearnable remainder is left, except the mass when the tail has no
+    probe weight at all.
     """
     lam, y2 = spec.eigenvalues, spec.target_coefficients**2
     if tail is None:
         return lam, lam, y2, spec.tail_mass, spec.residual_power
-    pn, pw = jnp.ravel(tail.probe_nodes), jnp.ravel(tail.probe_weights)
-    est = jnp.sum(pw * pn)
-    mass = spec.tail_mass
-    pw = pw * jnp.where(est > 0, mass / jnp.where(est > 0, est, 1.0), 0.0)
-    zeros_y, zeros_p = jnp.zeros_like(tail.nodes), jnp.zeros_like(pn)
+    weight, left = _tail_weights(tail, spec.tail_mass)
+    pn = tail.probe_nodes
     return (jnp.concatenate([lam, tail.nodes, pn]),
-            jnp.concatenate([lam, zeros_y, pw * pn]),
-            jnp.concatenate([y2, tail.weights, zeros_p]),
-            jnp.where(est > 0, 0.0, mass),
-            jnp.zeros_like(mass))  # the quadrature carries the tail power (see _ek)
+            jnp.concatenate([lam, jnp.zeros_like(tail.nodes), weight * pn]),
+            jnp.concatenate([y2, tail.weights, jnp.zeros_like(pn)]), left, jnp.zeros_like(left))
+
+
+def _tail_weights(tail: TailMeasure, mass: Array) -> tuple[Array, Array]:
+    """Unweighted weight of each tail node, and the mass left over (docs/theory.md §8).
+
+    Converged eigenpairs count once (``exact``). The probes' weights ``s_i`` are calibrated to
+    ``s_i (a + b θ_i)`` so that the stochastic nodes reproduce the exact rest of the tail's
+    first moment (``mass − Σ_exact θ``) and second moment (``power2 − Σ_exact θ²``): the parts of
+    every unweighted sum that are linear and quadratic in λ are then exact, and the probes
+    only estimate the rest. Without ``power2`` (matrix-free), or where the calibrated weights
+    would not all be positive, ``b = 0``: a ratio estimator of the first moment alone.
+    """
+    theta, ex = tail.probe_nodes, tail.exact
+    s = (1.0 - ex) * jnp.sum(tail.probe_weights, axis=0)
+    rest1 = jnp.maximum(mass - jnp.sum(ex * theta), 0.0)
+    rest2 = jnp.maximum(tail.power2 - jnp.sum(ex * theta**2), 0.0)
+    m1, m2, m3 = (jnp.sum(s * theta**j) for j in (1, 2, 3))
+    det = m1 * m3 - m2 * m2  # ≥ 0 (Cauchy–Schwarz); 0 when the probes sit on one node
+    ok = jnp.isfinite(tail.power2) & (det > 1e-12 * m1 * m3)
+    safe = jnp.where(ok, det, 1.0)
+    a = jnp.where(ok, (rest1 * m3 - rest2 * m2) / safe, 0.0)
+    b = jnp.where(ok, (m1 * rest2 - m2 * rest1) / safe, 0.0)
+    ok = ok & jnp.all((a + b * theta >= 0.0) | (s <= 0.0))
+    ratio = jnp.where(m1 > 0, rest1 / jnp.where(m1 > 0, m1, 1.0), 0.0)
+    factor = jnp.where(ok, a + b * theta, ratio)
+    return ex + s * factor, jnp.where(m1 > 0, 0.0, rest1)
 
 
 def kappa_traced(spec: Spectrum, eta: Array, sigma2: ArrayLike,

@@ -24,6 +24,7 @@ of the curve (default 1e-3), :func:`truncation_message` says it in words and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -171,6 +172,7 @@ def _estimates(spec: Spectrum, eta: ArrayLike, sigma2: ArrayLike, threshold: Arr
         error = jnp.abs(curve(spec.tail.coarse()) - value)
         if theory == "spectral_bias" and spec.tail.n_probes > 1:
             error = error + _JACKKNIFE_SE * _jackknife_se(curve, spec.tail)
+            error = error + _power2_error(curve, spec.tail, value)
         error = jnp.maximum(error, _floor(spec, value.dtype) * jnp.abs(value))
     if theory == "rg":
         _, _, applicable = effective_ridge_traced(spec, eta, sigma2, threshold, dof_correction,
@@ -197,7 +199,16 @@ def _point_tail(spec: Spectrum) -> TailMeasure:
     lam = spec.eigenvalues[-1:]
     power = spec.residual_power[None]
     ones = jnp.ones((1, 1), lam.dtype)  # rescaled to the tail mass by the theories
-    return TailMeasure(lam, power, lam, power, lam[None], ones, lam[None], ones, 1)
+    zero, nan = jnp.zeros((1,), lam.dtype), jnp.asarray(jnp.nan, lam.dtype)
+    return TailMeasure(lam, power, lam, power, lam, ones, zero, lam, ones, zero, nan, nan, 1)
+
+
+def _power2_error(curve: object, tail: TailMeasure, value: Array) -> Array:
+    """The change of the curve when ``power2`` (the tail's second moment that calibrates the
+    probes) moves by its round-off."""
+    moved = dataclasses.replace(tail, power2=tail.power2 + tail.power2_error)
+    error = jnp.abs(curve(moved) - value)  # type: ignore[operator]
+    return jnp.where(jnp.isfinite(tail.power2), error, 0.0)
 
 
 def _jackknife_se(curve: object, tail: TailMeasure) -> Array:
