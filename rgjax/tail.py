@@ -14,8 +14,9 @@ Two Lanczos runs on ``A_⊥`` (full reorthogonalisation) give them:
   (nodes: the Ritz values; weights: ``‖y_⊥‖²/N`` times the squared first components of the
   tridiagonal's eigenvectors). Exact for polynomials of degree ``2m − 1``, geometric convergence
   for the rational functions of the theories; the functions with a pole close to 0 (EK and RG
-  at a small ridge and a large η) need its ``m`` steps.
-* from the block ``[z_⊥1 … z_⊥p]``, ``⌈m/6⌉`` block steps: the Ritz values of the block
+  at a small ridge and a large η) need its ``m`` steps (EK at σ² = 1e-3, η = N/2: 7e-11 at
+  m = 36, 5e-5 at m = 12).
+* from the block ``[z_⊥1 … z_⊥p]``, ``⌈m/4⌉`` block steps: the Ritz values of the block
   Krylov space are shared nodes, and each probe's squared components on the Ritz vectors are its
   weights: per probe the block Gauss quadrature of its measure. The matrix is read once per
   step with a ``(N, p)`` block, which costs little more than a single vector on CPUs and GPUs.
@@ -54,8 +55,8 @@ from rgjax.eigensolve import Operator, check_operator
 __all__ = ["DEFAULT_PROBES", "DEFAULT_STEPS", "TailMeasure", "check_tail_options", "exact_tail",
            "tail_measure", "with_probe_weights"]
 
-#: Lanczos steps ``m`` of the target-weighted quadrature (the probes' block runs ``⌈m/6⌉``).
-DEFAULT_STEPS = 48
+#: Lanczos steps ``m`` of the target-weighted quadrature (the probes' block runs ``⌈m/4⌉``).
+DEFAULT_STEPS = 32
 #: Rademacher probes ``p`` of the unweighted tail sums (one block of ``p`` columns).
 DEFAULT_PROBES = 32
 # A Ritz pair whose residual is below this fraction of the operator's norm counts as an
@@ -66,8 +67,10 @@ _POWER2_ROUNDOFF = 32.0
 # A new Lanczos vector below this multiple of ε λ_1 √N is round-off of the product with K (the
 # Krylov space is exhausted): dropped instead of normalised.
 _DROP = 1e3
-# A block whose kept singular values span more than 1/_ILL is reprojected after normalisation.
-_ILL = 1e-6
+# A block whose singular values span less than 1/_SVQB is orthonormalised through its Gram
+# matrix; one whose kept singular values span more than 1/_ILL is reprojected afterwards.
+_SVQB = 1e-4
+_ILL = 1e-8
 
 
 @dataclass
@@ -76,7 +79,7 @@ class TailMeasure:
 
     ``Σ_{j>k} f(λ_j) y_j² ≈ Σ_i weights[i] f(nodes[i])`` (``m`` nodes) and
     ``Σ_{j>k} g(λ_j) ≈ Σ_i (exact[i] + (1 − exact[i]) Σ_r probe_weights[r, i]) g(probe_nodes[i])``
-    (``D = ⌈m/6⌉ p`` nodes shared by the ``p`` probes) before the calibration of
+    (``D = ⌈m/4⌉ p`` nodes shared by the ``p`` probes) before the calibration of
     :mod:`rgjax.theory`. The probe weights carry the ``1/p`` of the average, so each probe's own
     estimate is ``p`` times its row.
 
@@ -225,13 +228,14 @@ def _top_eigenvalue(op: Operator, operands: tuple[Array, ...], V: Array, held: A
 
 
 def probe_steps(steps: int) -> int:
-    """Block Lanczos steps of the probes for ``steps`` target steps: ``⌈steps/6⌉`` (at least 2).
+    """Block Lanczos steps of the probes for ``steps`` target steps: ``⌈steps/4⌉`` (at least 2).
 
-    The probes' error is their sampling error, not the quadrature's, and their block Krylov
-    space is ``p`` times larger than a single vector's: at N = 4000 the spectral bias moved by
-    less than its sampling error between 8 and 12 block steps (and by 10× more at 4).
+    The probes' error is mostly their sampling error, and their block Krylov space is ``p``
+    times larger than a single vector's: at N = 4000 the spectral bias moved by less than its
+    sampling error between 8 and 12 block steps, by 1.3–1.8× more at 6–7 (at η = N/2) and by 10×
+    more at 4.
     """
-    return max(2, -(-steps // 6))
+    return max(2, -(-steps // 4))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -316,43 +320,65 @@ def _svd(W: Array) -> tuple[Array, Array, Array]:
     return Qh @ U, sv, Vt
 
 
+def _svqb(W: Array) -> tuple[Array, Array, Array]:
+    """``W``'s columns orthonormalised through the eigendecomposition of ``WᵀW`` (fast for tall
+    blocks): ``(B, sv, R)`` with ``W = B R``. Singular values are accurate only to ``√ε ‖W‖``."""
+    s, E = jnp.linalg.eigh(W.T @ W)
+    sv = jnp.sqrt(jnp.maximum(s[::-1], 0.0))
+    E = E[:, ::-1]
+    B = (W @ E) * jnp.where(sv > 0, 1.0 / jnp.where(sv > 0, sv, 1.0), 0.0)
+    return B, sv, sv[:, None] * E.T
+
+
 def _orthonormal(P: Array, V: Array, Q: Array, noise: Array) -> tuple[Array, Array, Array]:
     """Orthonormal columns spanning ``P (N, c)`` (already projected out of ``V`` and ``Q``),
     rank-revealing: directions with singular value below ``noise`` are round-off (the Krylov
-    space is exhausted) and come out as zero columns (``live`` 0).
-
-    A kept direction with a small singular value ``σ`` carries the round-off left along ``V``
-    and ``Q`` amplified by ``‖P‖/σ``: when some ``σ`` is below ``_ILL ‖P‖``, the directions are
-    projected out of ``V`` and ``Q`` once more and re-orthonormalised. Returns ``(B, R, live)``
+    space is exhausted) and come out as zero columns (``live`` 0). Returns ``(B, R, live)``
     with ``P = B R`` on the kept directions.
+
+    A well-conditioned block (singular values within ``_SVQB`` of each other, none near
+    ``noise``) takes SVQB twice (a Gram matrix: fast). Otherwise the singular values come from
+    Householder QR (accurate to ``ε ‖P‖``, which the Gram matrix is not), and a kept direction
+    with a small singular value ``σ`` carries the round-off left along ``V`` and ``Q`` amplified
+    by ``‖P‖/σ``: when some ``σ`` is below ``_ILL ‖P‖`` the directions are projected out of
+    ``V`` and ``Q`` once more and re-orthonormalised.
     """
-    U, sv, Vt = _svd(P)
-    live = sv > noise
-    R = jnp.where(live[:, None], sv[:, None] * Vt, 0.0)
+    B, sv, R = _svqb(P)
+    fast = (sv[-1] > _SVQB * sv[0]) & (sv[-1] > 1e3 * noise)
 
-    def reproject(B: Array) -> Array:
-        B = B - V @ (V.T @ B)
-        B = B - Q @ (Q.T @ B)
-        B = B - Q @ (Q.T @ B)
-        Ub, _, Vbt = _svd(B)
-        return Ub @ Vbt  # the nearest orthonormal columns: same span, same order
+    def quick(_: Array) -> tuple[Array, Array, Array]:
+        return _svqb(B)[0], R, jnp.ones(sv.shape, bool)
 
-    weakest = jnp.min(jnp.where(live, sv, jnp.inf))
-    B = jax.lax.cond(weakest < _ILL * sv[0], reproject, lambda B: B, U * live)
+    def careful(P: Array) -> tuple[Array, Array, Array]:
+        U, sv, Vt = _svd(P)
+        live = sv > noise
+
+        def reproject(B: Array) -> Array:
+            B = B - V @ (V.T @ B)
+            B = B - Q @ (Q.T @ B)
+            B = B - Q @ (Q.T @ B)
+            Ub, _, Vbt = _svd(B)
+            return Ub @ Vbt  # the nearest orthonormal columns: same span, same order
+
+        weakest = jnp.min(jnp.where(live, sv, jnp.inf))
+        B = jax.lax.cond(weakest < _ILL * sv[0], reproject, lambda B: B, U * live)
+        return B, jnp.where(live[:, None], sv[:, None] * Vt, 0.0), live
+
+    B, R, live = jax.lax.cond(fast, quick, careful, P)
     return B * live, R, live.astype(P.dtype)
 
 
 def _step(W: Array, V: Array, Q: Array) -> tuple[Array, Array]:
     """A new Krylov direction from ``W = A q``: ``(h, W')`` with ``h = QᵀW`` (the column of the
-    projected operator) and ``W'`` projected out of ``V`` and ``Q``.
+    projected operator) and ``W'`` projected out of ``Q`` and ``V``.
 
-    ``V`` goes first, before ``h``: a round-off component of ``q`` along ``V`` comes back from
-    ``K`` multiplied by ``λ_1/λ_{k+1}``, and left in ``W`` it would enter ``h``. And ``V`` goes
-    last: subtracting ``Q h`` brings back the basis's own round-off along ``V`` times
-    ``‖h‖/‖W'‖``, which would compound from step to step. Twice against the Krylov basis
-    ("twice is enough").
+    Twice against the Krylov basis ("twice is enough"), then once against ``V``, last: the
+    subtraction of ``Q h`` brings back the basis's own round-off along ``V`` times
+    ``‖h‖/‖W'‖``, and ``K`` returns a component along ``V`` multiplied by ``λ_1/λ_{k+1}``; left
+    in the basis, either would compound from step to step (measured: 0.4 of a Lanczos vector
+    along ``V`` after 35 steps). With every basis vector orthogonal to ``V`` to round-off, the
+    component of ``W`` along ``V`` is itself round-off and does not reach ``h``.
     """
-    W = W - V @ (V.T @ W)
     h = Q.T @ W
     W = W - Q @ h
     W = W - Q @ (Q.T @ W)

@@ -61,7 +61,7 @@ def _curve_and_error(spec, eta, sigma2, theory, dof=False):
 def test_quadrature_is_exact_on_polynomials_of_degree_below_2m():
     K, y = _problem("uniform30", n=120)
     n, k, m, p = 120, 10, 8, 3
-    blocks = tailmod.probe_steps(m)  # the probes' block runs ⌈m/6⌉ = 2 steps
+    blocks = tailmod.probe_steps(m)  # the probes' block runs ⌈m/4⌉ = 2 steps
     w, v = np.linalg.eigh(K)
     V = v[:, ::-1][:, :k]
     tm = tailmod.tail_measure(K, V, y, steps=m, probes=p, key=5)
