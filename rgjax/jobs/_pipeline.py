@@ -22,6 +22,7 @@ from rgjax._pytree import dataclass, field
 from rgjax._typing import Array
 from rgjax._validate import check_int
 from rgjax.datasets import Task, load_task
+from rgjax.jobs._stages import Stages, array_digest
 from rgjax.kernels import Dense, Kernel, fc, gram
 from rgjax.spectrum import Spectrum, from_gram
 
@@ -149,9 +150,21 @@ def _spectrum(K: Array | np.ndarray, y: np.ndarray, eigs: int | None) -> Spectru
     return from_gram(K, y, k=eigs, method="topk")
 
 
+#: PoolConfig fields that do not change the Gram matrix's values (where the data comes from
+#: and how the tiles are cut): left out of the stages' fingerprints.
+_NOT_IN_FINGERPRINT = ("download", "data_dir", "block_size", "source")
+
+
+def pool_fingerprint(cfg: PoolConfig, task: Task) -> dict[str, Any]:
+    """What defines a pool's Gram matrix: the kernel options and the data themselves."""
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PoolConfig)
+              if f.name not in _NOT_IN_FINGERPRINT}
+    return {**fields, "data": array_digest(task.x, task.y), "kernel": task.kernel or "nngp"}
+
+
 def build_pool(cfg: PoolConfig, *, eigs: int | None = None,
                check: Callable[[Task], Any] | None = None, progress: bool = True,
-               log: Log = print) -> Pool:
+               log: Log = print, stages: Stages | None = None) -> Pool:
     """Load ``cfg``'s task, build its kernel, Gram matrix and spectrum, timing each step.
 
     Args:
@@ -162,6 +175,8 @@ def build_pool(cfg: PoolConfig, *, eigs: int | None = None,
         own inputs against N (raise to stop).
       progress: show a progress bar over the Gram matrix tiles.
       log: receives one line about the task and one about the kernel and spectrum.
+      stages: keep the Gram matrix and the spectrum in the results folder, and reuse them when
+        they were kept with the same fingerprint (:mod:`rgjax.jobs._stages`).
 
     Returns:
       The :class:`Pool`; ``timings`` holds ``load_task``, ``gram`` and ``eigh`` in seconds.
@@ -174,13 +189,27 @@ def build_pool(cfg: PoolConfig, *, eigs: int | None = None,
     if check is not None:
         check(task)
 
+    fp = pool_fingerprint(cfg, task)
+
+    def kept(name: str, fingerprint: dict[str, Any], compute: Callable[[], Any]) -> Any:
+        return compute() if stages is None else stages.run(name, fingerprint, compute)
+
     t0 = time.perf_counter()
     kern = kernel_for(task, cfg)
-    K = gram(kern, task.x, block_size=cfg.block_size, progress=progress)
+
+    def make_gram() -> Any:
+        return gram(kern, task.x, block_size=cfg.block_size, progress=progress)
+
+    K = kept("gram", fp, make_gram)
     timings["gram"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    spec = _spectrum(K, task.y, eigs)
-    jax.block_until_ready(spec.eigenvalues)
+
+    def make_spectrum() -> Spectrum:
+        spec = _spectrum(K, task.y, eigs)
+        jax.block_until_ready(spec.eigenvalues)
+        return spec
+
+    spec = kept("spectrum", {**fp, "eigs": eigs}, make_spectrum)
     timings["eigh"] = time.perf_counter() - t0
     how = "dense" if not spec.is_truncated else f"top-{spec.n_modes}"
     log(f"kernel + spectrum ({how}): {timings['gram']:.1f} s + {timings['eigh']:.1f} s "

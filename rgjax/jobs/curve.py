@@ -25,7 +25,16 @@ from rgjax._typing import Array, ArrayLike, PathLike
 from rgjax._validate import check_int
 from rgjax.empirical import LearningCurve, learning_curve
 from rgjax.jobs._io import locked, save_and_plot, versions
-from rgjax.jobs._pipeline import Log, Pool, PoolConfig, build_pool, default_etas, task_summary
+from rgjax.jobs._pipeline import (
+    Log,
+    Pool,
+    PoolConfig,
+    build_pool,
+    default_etas,
+    pool_fingerprint,
+    task_summary,
+)
+from rgjax.jobs._stages import Stages
 from rgjax.metrics import fidelity, loglog_slope
 from rgjax.nongaussian import functional_flow, mse_reweighted
 from rgjax.plotting import LABELS, save_curve_figures
@@ -180,10 +189,19 @@ def _main(theories: Mapping[str, Any], key: str, threshold: float) -> np.ndarray
     return entry[f"{threshold:g}"]["mse"] if isinstance(entry, dict) else entry
 
 
+def _theory_fingerprint(cfg: CurveConfig, pool: Pool, etas: np.ndarray) -> dict[str, Any]:
+    """What defines the theory stage: the pool's spectrum and the theories' own options."""
+    return {**pool_fingerprint(cfg, pool.task), "eigs": cfg.eigs, "sigma2": cfg.sigma2,
+            "thresholds": cfg.thresholds, "threshold": cfg.threshold, "etas": etas}
+
+
 def _predict(pool: Pool, etas: np.ndarray, cfg: CurveConfig,
-             timings: dict[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The theories on ``etas`` and the functional flow of the input-dependent ridge."""
+             timings: dict[str, float]) -> dict[str, Any]:
+    """The theories on ``etas``, the functional flow of the input-dependent ridge and, for a
+    truncated spectrum, the truncation errors; for a synthetic task, the theories of its exact
+    population spectrum (one stage of the job)."""
     spec = pool.spec
+    trunc = _truncation(spec, etas, cfg) if spec.is_truncated else None
     t0 = time.perf_counter()
     theories = theory_curves(spec, etas, cfg.sigma2, cfg.thresholds)
     timings["theory"] = time.perf_counter() - t0
@@ -197,7 +215,12 @@ def _predict(pool: Pool, etas: np.ndarray, cfg: CurveConfig,
     }
     flow = functional_flow(spec, cfg.sigma2).to_dict()
     timings["functional_rg"] = time.perf_counter() - t0
-    return theories, flow
+    population = None
+    lam, ybar = pool.task.population_eigenvalues, pool.task.population_target_coefficients
+    if lam is not None and ybar is not None:  # a synthetic task's exact population spectrum
+        pop = from_eigenvalues(lam, ybar)
+        population = theory_curves(pop, etas, cfg.sigma2, (cfg.threshold,))
+    return {"theories": theories, "flow": flow, "truncation": trunc, "population": population}
 
 
 def _measure(pool: Pool, etas: np.ndarray, cfg: CurveConfig, out: Path, progress: bool,
@@ -230,10 +253,11 @@ def _spectrum_block(spec: Spectrum) -> dict[str, Any]:
     }
 
 
-def _results(cfg: CurveConfig, pool: Pool, etas: np.ndarray, theories: dict[str, Any],
-             flow: dict[str, Any], curve: LearningCurve,
-             timings: dict[str, float]) -> dict[str, Any]:
+def _results(cfg: CurveConfig, pool: Pool, etas: np.ndarray, predicted: dict[str, Any],
+             curve: LearningCurve, timings: dict[str, float]) -> dict[str, Any]:
     """The ``results.json`` dictionary (before JSON conversion)."""
+    theories, flow = predicted["theories"], predicted["flow"]
+    population = predicted["population"]
     spec, task = pool.spec, pool.task
     emp = np.asarray(curve.mse_pool)
     fid, slopes = _scores(theories, etas, emp, cfg.threshold)
@@ -253,10 +277,8 @@ def _results(cfg: CurveConfig, pool: Pool, etas: np.ndarray, theories: dict[str,
         "slopes": slopes,
         "timings": timings,
     }
-    lam, ybar = task.population_eigenvalues, task.population_target_coefficients
-    if lam is not None and ybar is not None:  # a synthetic task's exact population spectrum
-        pop = from_eigenvalues(lam, ybar)
-        results["population_theory"] = theory_curves(pop, etas, cfg.sigma2, (cfg.threshold,))
+    if population is not None:
+        results["population_theory"] = population
     return results
 
 
@@ -265,12 +287,13 @@ _TRUNCATED = (("rg", "rg", False), ("rg_dof", "rg", True),
               ("spectral_bias", "spectral_bias", False), ("ek", "ek", False))
 
 
-def _truncation(spec: Spectrum, etas: np.ndarray, cfg: CurveConfig, log: Log) -> dict[str, Any]:
+def _truncation(spec: Spectrum, etas: np.ndarray, cfg: CurveConfig) -> dict[str, Any]:
     """Per theory, the estimated error of the top-k spectrum's curve and where it is within
-    ``DEFAULT_RTOL`` (docs/theory.md §8); a warning line for each theory with an invalid η."""
+    ``DEFAULT_RTOL`` (docs/theory.md §8); a warning for each theory with an invalid η."""
     e = np.asarray(etas, float)
     out: dict[str, Any] = {"rtol": DEFAULT_RTOL, "k": spec.n_modes,
-                           "tail_measure": spec.tail is not None, "error": {}, "valid": {}}
+                           "tail_measure": spec.tail is not None, "error": {}, "valid": {},
+                           "warnings": {}}
     for key, theory, dof in _TRUNCATED:
         out["error"][key] = np.asarray(truncation_error(spec, e, cfg.sigma2, cfg.threshold,
                                                         theory=theory, dof_correction=dof))
@@ -279,7 +302,7 @@ def _truncation(spec: Spectrum, etas: np.ndarray, cfg: CurveConfig, log: Log) ->
         msg = truncation_message(spec, e, cfg.sigma2, cfg.threshold, theory=theory,
                                  dof_correction=dof)
         if msg:
-            log(f"warning ({LABELS[key].short}): {msg}")
+            out["warnings"][key] = f"warning ({LABELS[key].short}): {msg}"
     return out
 
 
@@ -305,14 +328,18 @@ def run(cfg: CurveConfig, out: PathLike, *, progress: bool = True, plots: bool =
     folder.mkdir(parents=True, exist_ok=True)
     if not overwrite:  # before any expensive stage: a folder of other options is an error now
         check_options(folder / "empirical.jsonl", cfg.sigma2, cfg.trials, cfg.nested)
+    stages = Stages(folder, log=log)  # keyed by fingerprint: right whatever `overwrite` says
     pool = build_pool(cfg, eigs=cfg.eigs, check=lambda task: _etas(cfg, task.n_pool),
-                      progress=progress, log=log)
+                      progress=progress, log=log, stages=stages)
     timings = dict(pool.timings)
     etas = _etas(cfg, pool.task.n_pool)
-    trunc = _truncation(pool.spec, etas, cfg, log) if pool.spec.is_truncated else None
-    theories, flow = _predict(pool, etas, cfg, timings)
+    predicted = stages.run("theory", _theory_fingerprint(cfg, pool, etas),
+                           lambda: _predict(pool, etas, cfg, timings))
+    trunc = predicted["truncation"]
+    for line in (trunc or {}).get("warnings", {}).values():
+        log(line)
     curve = _measure(pool, etas, cfg, folder, progress, timings, overwrite)
-    results = _results(cfg, pool, etas, theories, flow, curve, timings)
+    results = _results(cfg, pool, etas, predicted, curve, timings)
     if trunc is not None:
         results["truncation"] = trunc
     results = save_and_plot(results, folder / RESULTS_FILE,

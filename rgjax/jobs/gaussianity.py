@@ -31,6 +31,7 @@ from rgjax.gaussianity import (
 )
 from rgjax.jobs._io import locked, save_and_plot, versions
 from rgjax.jobs._pipeline import Log, PoolConfig, build_pool, task_summary
+from rgjax.jobs._stages import Stages
 from rgjax.plotting import save_gaussianity_figures
 from rgjax.spectrum import Spectrum
 
@@ -138,7 +139,8 @@ def run(cfg: GaussianityConfig, out: PathLike, *, progress: bool = True, plots: 
     """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    pool = build_pool(cfg, check=lambda task: _check(cfg, task), progress=progress, log=log)
+    pool = build_pool(cfg, check=lambda task: _check(cfg, task), progress=progress, log=log,
+                      stages=Stages(folder, log=log))
     task, spec, timings = pool.task, pool.spec, dict(pool.timings)
     del pool  # the Gram matrix is no longer needed: free it before the diagnostics
     pair, high = _check(cfg, task)
