@@ -339,7 +339,8 @@ def from_gram(
       tail_steps: ``"topk"`` only: Lanczos steps of the tail measure (:mod:`rgjax.tail`), the
         quadrature through which every theory sees the modes beyond ``k``; 0 leaves it out
         (those modes then count as unlearnable). ``"dense"`` keeps the dropped modes exactly.
-      tail_probes: ``"topk"`` only: Rademacher probes of the tail's unweighted sums.
+      tail_probes: ``"topk"`` only: Rademacher probes of the tail's unweighted sums (one block;
+        their sampling error shrinks like ``1/√p``).
       allow_indefinite: clip negative eigenvalues beyond round-off to 0 with a warning, instead
         of raising (a kernel Gram matrix is PSD; negative mass means a wrong sign or float32).
 
@@ -388,7 +389,8 @@ def from_gram(
                 f"({n}×{n}, {nbytes / 2**30:.1f} GiB) is larger: computing the top k={k} modes "
                 "with method='topk' instead, plus the tail measure of the rest "
                 f"({tail_steps} Lanczos steps, {tail_probes} probes). EK and the RG (where its "
-                "cutoff lies inside the k modes) come out as from the full spectrum to ~1e-12; "
+                "cutoff lies inside the k modes) come out as from the full spectrum to ~1e-9 or "
+                "better; "
                 "the spectral bias to its probes' sampling error (typically 1e-5 to 1e-3): "
                 "rgjax.truncation_error(spec, eta, sigma2, theory=...) gives the estimate per η. "
                 "Pass method='topk' with your own k to choose the number of modes and silence "
