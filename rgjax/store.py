@@ -23,11 +23,12 @@ on another device, with different round-off, still matches.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "EtaResults",
     "append_record",
     "fingerprint",
+    "writing",
     "fingerprint_diff",
     "load_results",
     "probes",
@@ -355,7 +357,20 @@ def append_record(path: Path, record: Record) -> None:
     """Append one JSON line and force it to disk: what is on disk survives any later crash."""
     record = {**record, "checksum": _checksum(record)}
     line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
+    with writing(path), open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a failed write (a full disk, a read-only folder) into one error that names the file
+    and the fix; what was written before stays valid."""
+    try:
+        yield
+    except OSError as err:
+        why = err.strerror or str(err) or type(err).__name__
+        raise OSError(err.errno, f"could not write {str(path)!r} ({why}): free disk space or "
+                      "make the folder writable, or pass another --out, then rerun; what was "
+                      "finished before is kept") from err

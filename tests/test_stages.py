@@ -121,8 +121,8 @@ def test_an_interrupted_write_leaves_no_stage(tmp_path, monkeypatch):
         real(path, data)
 
     monkeypatch.setattr(_stages, "_write_atomic", fail_on_json)
-    with pytest.raises(OSError, match="No space"):
-        stages.run("s", {"a": 2}, lambda: np.zeros(3))
+    with pytest.warns(rgjax.RgjaxWarning, match="No space left on device.*not kept"):
+        assert stages.run("s", {"a": 2}, lambda: np.zeros(3))[0] == 0  # the value is right
     monkeypatch.setattr(_stages, "_write_atomic", real)
     assert not (tmp_path / "stages" / "s.json").exists()
     assert not list((tmp_path / "stages").glob("*.tmp"))

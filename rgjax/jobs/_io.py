@@ -23,6 +23,7 @@ import optax
 
 from rgjax._validate import warn
 from rgjax._version import __version__
+from rgjax.store import writing
 
 __all__ = ["LOCK_FILE", "FolderInUse", "locked", "results_folder", "versions", "jsonable",
            "write_json_atomic", "save_and_plot"]
@@ -72,6 +73,11 @@ def jsonable(x: Any) -> Any:
 
 def write_json_atomic(obj: Any, path: Path) -> None:
     """Write JSON to a temporary file in the same folder and rename: never a half-written file."""
+    with writing(path):
+        _write_json_atomic(obj, path)
+
+
+def _write_json_atomic(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
@@ -117,7 +123,13 @@ def results_folder(out: str | os.PathLike[str], job: str) -> Iterator[Path]:
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_FILE
-    _acquire(lock, job)
+    try:
+        _acquire(lock, job)
+    except OSError:
+        if created:  # a failed start leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     failed = True
     try:
         yield folder
@@ -148,7 +160,10 @@ def _acquire(lock: Path, job: str) -> None:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
             continue
-        with os.fdopen(fd, "w") as f:
+        except OSError as err:  # a read-only folder: found before any work, not at the end
+            raise OSError(err.errno, f"cannot write to the results folder "
+                          f"{str(lock.parent)!r} ({err.strerror}): pass a writable --out.") from err
+        with writing(lock), os.fdopen(fd, "w") as f:
             json.dump(me, f)
         return
     raise FolderInUse(f"could not lock {str(lock.parent)!r}: another run took it first.")

@@ -34,6 +34,7 @@ import numpy as np
 from rgjax._validate import warn
 from rgjax._version import __version__
 from rgjax.jobs._io import jsonable
+from rgjax.store import writing
 
 __all__ = ["STAGES_FOLDER", "Stages", "array_digest"]
 
@@ -76,7 +77,10 @@ class Stages:
             self.log(f"{name}: reused from {STAGES_FOLDER}/{name}.npz")
             return value  # type: ignore[no-any-return]
         value = compute()
-        self._save(name, fp, value)
+        try:
+            self._save(name, fp, value)
+        except OSError as err:  # the value is right; only its copy on disk is missing
+            warn(f"{err}; the {name} stage is not kept, a rerun computes it again.")
         return value
 
     def _paths(self, name: str) -> tuple[Path, Path]:
@@ -112,8 +116,9 @@ class Stages:
         np.savez(buffer, allow_pickle=False, **arrays)
         blob = buffer.getvalue()
         npz, meta = self._paths(name)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        meta.unlink(missing_ok=True)  # the JSON is the commit mark: none while the npz changes
+        with writing(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            meta.unlink(missing_ok=True)  # the JSON is the commit mark: none while npz changes
         _write_atomic(npz, blob)
         info = {"fingerprint": fingerprint, "rgjax": __version__, "tree": tree,
                 "sha256": _checksum(blob, tree)}
@@ -127,6 +132,11 @@ def _checksum(blob: bytes, tree: Any) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    with writing(path):
+        _write_bytes_atomic(path, data)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
