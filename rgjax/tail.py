@@ -199,6 +199,10 @@ def tail_measure(
     """
     V = jnp.asarray(eigenvectors)
     yv = jnp.asarray(y)
+    shape = getattr(operator, "shape", None)
+    if yv.ndim != 1 or (shape is not None and tuple(shape)[:1] != yv.shape):
+        raise ValueError(f"`y` must have shape (N,) with N the size of the operator "
+                         f"{tuple(shape) if shape is not None else ''}; got {yv.shape}.")
     op, operands, n, dtype = check_operator(operator, yv.shape[0], yv.dtype)
     if V.ndim != 2 or V.shape[0] != n or yv.shape != (n,):
         raise ValueError(f"`eigenvectors` must be (N, k) and `y` (N,) with N = {n}; got "

@@ -127,6 +127,74 @@ API_CASES = [
     ("unknown theory for the error", lambda: rgjax.truncation_error(SPEC.truncate(50), 5.0, 1e-3,
                                                                     theory="x"), ValueError,
      "`theory`"),
+    ("negative rtol", lambda: rgjax.truncation_valid(SPEC.truncate(50), 5.0, 1e-3, rtol=-1.0),
+     ValueError, "`rtol`"),
+    # spectra
+    ("mismatched spectrum lengths", lambda: rgjax.from_eigenvalues([1.0, 0.5], [1.0]), ValueError,
+     "`target_coefficients`"),
+    ("NaN eigenvalue", lambda: rgjax.from_eigenvalues([1.0, math.nan], [1.0, 1.0]), ValueError,
+     "`eigenvalues`"),
+    ("negative eigenvalue", lambda: rgjax.from_eigenvalues([1.0, -0.5], [1.0, 1.0]), ValueError,
+     "non-negative"),
+    ("2-D eigenvalues", lambda: rgjax.from_eigenvalues(np.ones((2, 2)), np.ones((2, 2))),
+     ValueError, "shape (k,)"),
+    ("non-square K", lambda: rgjax.from_gram(np.ones((3, 4)), np.ones(3)), ValueError, "square"),
+    ("NaN in K", lambda: rgjax.from_gram(np.where(np.eye(40) > 0, math.nan, K), Y), ValueError,
+     "NaN"),
+    ("targets of another length", lambda: rgjax.from_gram(K, Y[:-1]), ValueError, "`y`"),
+    ("k above the pool size", lambda: rgjax.from_gram(K, Y, 50, method="topk"), ValueError,
+     "`k`"),
+    ("k zero", lambda: rgjax.from_gram(K, Y, 0, method="topk"), ValueError, "`k`"),
+    ("unknown eigensolver", lambda: rgjax.from_gram(K, Y, method="lanczos"), ValueError,
+     "`method`"),
+    ("a matrix for a matvec", lambda: rgjax.from_matvec(K, Y, 5), TypeError, "`matvec`"),
+    ("truncate to 0 modes", lambda: SPEC.truncate(0), ValueError, "`k`"),
+    ("truncate to more modes than held", lambda: SPEC.truncate(500), ValueError, "`k`"),
+    ("empty power law", lambda: rgjax.powerlaw(0), ValueError, "`n_modes`"),
+    ("tail: eigenvectors of another pool", lambda: rgjax.tail.tail_measure(K, np.eye(39, 5), Y),
+     ValueError, "`eigenvectors`"),
+    ("tail: targets of another pool", lambda: rgjax.tail.tail_measure(K, np.eye(40, 5), Y[:-1]),
+     ValueError, "`y`"),
+    ("tail: steps as text", lambda: rgjax.tail.tail_measure(K, np.eye(40, 5), Y, steps="many"),
+     ValueError, "`tail_steps`"),
+    # theory arguments
+    ("negative ridge", lambda: rgjax.mse_ek(SPEC, 10.0, -1.0), ValueError, "`sigma2`"),
+    ("NaN ridge", lambda: rgjax.mse_rg(SPEC, 10.0, math.nan), ValueError, "`sigma2`"),
+    ("threshold 1", lambda: rgjax.mse_rg(SPEC, 10.0, 1e-3, 1.0), ValueError, "`threshold`"),
+    ("NaN threshold", lambda: rgjax.cutoff(SPEC, 10.0, 1e-3, math.nan), ValueError,
+     "`threshold`"),
+    ("threshold 2 for eta_max", lambda: rgjax.eta_max(SPEC, 1e-3, 2.0), ValueError,
+     "`threshold`"),
+    ("negative eta", lambda: rgjax.mse_ek(SPEC, -3.0, 1e-3), ValueError, "`eta`"),
+    ("infinite eta", lambda: rgjax.mse_spectral_bias(SPEC, math.inf, 1e-3), ValueError, "`eta`"),
+    ("NaN eta", lambda: rgjax.kappa(SPEC, math.nan, 1e-3), ValueError, "`eta`"),
+    ("negative ridge in the flow", lambda: rgjax.ridge_flow(SPEC, -1.0), ValueError, "`sigma2`"),
+    ("negative ridge in the posterior", lambda: rgjax.gp_posterior_mean(
+        np.eye(3), np.ones(3), np.ones((2, 3)), -1.0), ValueError, "`sigma2`"),
+    # kernels, data and exact GP regression
+    ("negative weight std", lambda: rgjax.gram(rgjax.fc(1, "relu", W_std=-1.0), X,
+                                               progress=False), ValueError, "`W_std`"),
+    ("NaN bias std", lambda: rgjax.gram(rgjax.fc(1, "relu", b_std=math.nan), X, progress=False),
+     ValueError, "`b_std`"),
+    ("1-D inputs", lambda: rgjax.gram(rgjax.fc(1, "relu"), np.ones(5), progress=False),
+     ValueError, "`x`"),
+    ("NaN inputs", lambda: rgjax.gram(rgjax.fc(1, "relu"), np.full((4, 2), math.nan),
+                                      progress=False), ValueError, "`x`"),
+    ("unknown digit", lambda: rgjax.load_task("mnist-0-x"), ValueError, "mnist"),
+    ("empty pool", lambda: rgjax.load_task("synthetic-powerlaw", pool_size=0), ValueError,
+     "`pool_size`"),
+    ("non-square K in GP regression", lambda: rgjax.learning_curve(
+        K[:, :-1], Y, [5], 1e-3, trials=2, key=0, progress=False), ValueError, "`K`"),
+    ("targets of another length in GP regression", lambda: rgjax.learning_curve(
+        K, Y[:-1], [5], 1e-3, trials=2, key=0, progress=False), ValueError, "`y`"),
+    ("no eta in GP regression", lambda: rgjax.learning_curve(
+        K, Y, [], 1e-3, trials=2, key=0, progress=False), ValueError, "`etas`"),
+    ("negative weight std in the curve job", lambda: CurveConfig(W_std=-1.0), ValueError,
+     "`W_std`"),
+    ("NaN bias std in the curve job", lambda: CurveConfig(b_std=math.nan), ValueError,
+     "`b_std`"),
+    ("zero default etas", lambda: CurveConfig(n_etas=0), ValueError, "`n_etas`"),
+    ("zero tile edge", lambda: CurveConfig(block_size=0), ValueError, "`block_size`"),
 ]
 
 
@@ -163,13 +231,34 @@ CLI_CASES = [
                                   "--etas", "5,25"], "for a pool of N = 20"),
     ("toy without the kept mode", ["toy", "--lambda-1", "0"], "`lambda_1`"),
     ("empty demo pool", ["demo", "--pool-size", "0"], "`--pool-size`"),
+    ("unknown task", ["curve", "--task", "mnist-0-x"], "unknown mnist class"),
+    ("unknown activation", ["curve", "--activation", "sigmoidx"], "`activation`"),
+    ("negative ridge", ["curve", "--sigma2", "-1"], "`sigma2`"),
+    ("one trial", ["curve", "--trials", "1"], "`trials`"),
+    ("zero modes", ["curve", "--eigs", "0"], "`eigs`"),
+    ("negative pool size", ["curve", "--pool-size", "-5"], "`pool_size`"),
+    ("threshold above 1", ["curve", "--threshold", "1.5"], "strictly inside (0, 1)"),
+    ("negative depth", ["curve", "--depth", "-1"], "`depth`"),
+    ("negative weight std", ["curve", "--W-std", "-1"], "`W_std`"),
+    ("NaN bias std", ["curve", "--b-std", "nan"], "`b_std`"),
+    ("unknown source", ["curve", "--source", "web"], "invalid choice"),
+    ("ridge as text", ["curve", "--sigma2", "abc"], "invalid float value"),
+    ("tiny pool for the diagnostics", ["gaussianity", "--task", "synthetic-powerlaw",
+                                       "--pool-size", "3"], "too few points"),
+    ("one point in the sweep", ["gaussianity", "--n-points", "1"], "`n_points`"),
+    ("one toy data set", ["toy", "--m", "1"], "`m`"),
+    ("negative kept eigenvalue", ["toy", "--lambda-1", "-1"], "`lambda_1`"),
+    ("unknown bench stage", ["bench", "--stages", "nope"], "unknown stage 'nope'"),
+    ("bench pool too small", ["bench", "--sizes", "0"], "`sizes`"),
+    ("zero optimisation steps", ["optimize", "--steps", "0"], "`steps`"),
 ]
 
 
 @pytest.mark.parametrize("name, argv, text", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_input_is_one_line_exit_2(name, argv, text, tmp_path, capsys):
     try:  # argparse exits; errors found in the configuration are returned
-        extra = [] if argv[0] == "demo" else ["--out", str(tmp_path / "run"), "--quiet"]
+        extra = [] if argv[0] == "demo" else ["--out", str(tmp_path / "run")]
+        extra += [] if argv[0] in ("demo", "bench") else ["--quiet"]
         code = cli.main([*argv, *extra])
     except SystemExit as info:
         code = info.code
@@ -177,6 +266,18 @@ def test_cli_bad_input_is_one_line_exit_2(name, argv, text, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err and text in err[-1] and "Traceback" not in "\n".join(err), err
     assert not (tmp_path / "run").exists()  # nothing created by a failed start
+
+
+@pytest.mark.parametrize("argv, text", [(["curve", "--out", "FILE"], "is a file, not a folder"),
+                                        (["plot", "EMPTY"], "no results.json")])
+def test_cli_bad_folder_is_one_line_exit_2(argv, text, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    argv = [{"FILE": str(tmp_path / "file"), "EMPTY": str(tmp_path / "empty")}.get(a, a)
+            for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and text in err[0]
 
 
 def test_other_options_in_the_same_folder_name_the_overwrite_flag(tmp_path, capsys, monkeypatch):

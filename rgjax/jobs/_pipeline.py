@@ -82,6 +82,10 @@ class PoolConfig:
     def __post_init__(self) -> None:
         check_int(self.depth, "depth", 0, why="hidden layers")
         check_int(self.block_size, "block_size", 1)
+        for name in ("W_std", "b_std"):  # found here, before the task is loaded
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")
 
 
 @dataclass(eq=False)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from rgjax._typing import ArrayLike, PathLike
+from rgjax._validate import check_int
 from rgjax.datasets import Task
 from rgjax.gaussianity import (
     MIN_POINTS,
@@ -73,6 +74,8 @@ class GaussianityConfig(PoolConfig):
         super().__post_init__()
         if len(tuple(self.modes_pair)) != 2:
             raise ValueError(f"`modes_pair` must be two mode numbers; got {self.modes_pair!r}.")
+        # before the pool, the kernel and the spectrum (sweep_modes says the same, but late)
+        check_int(self.n_points, "n_points", 2, why="a sweep needs both ends")
 
 
 def _modes_block(spec: Spectrum, report: GaussianityReport,
