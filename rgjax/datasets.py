@@ -38,8 +38,11 @@ import logging
 import math
 import os
 import re
+import shutil
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +82,11 @@ PAPER_TASKS: tuple[str, ...] = (
 SOURCES: tuple[str, ...] = ("auto", "tfds", "bundled", "synthetic")
 
 _INSTALL_FIX = 'pip install "rgjax[datasets]"'
+# Where tensorflow-datasets downloads each dataset from (its prepared copies and the originals):
+# reachable within _NETWORK_TIMEOUT seconds, or the download is not attempted.
+_DOWNLOAD_HOSTS = {"mnist": ("storage.googleapis.com", 443),
+                   "cifar10": ("www.cs.toronto.edu", 443)}
+_NETWORK_TIMEOUT = 5.0
 _CACHE_FORMAT = 1
 _IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 _CLASSES = {"mnist": MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}
@@ -308,7 +316,10 @@ def _read_tfds_split(
     # Without an explicit file_format, a data_dir makes tfds prepare TFRecord, which has no
     # random access; ask for ArrayRecord (what data_source reads) in every case.
     builder_kwargs = {"file_format": "array_record"}
+    started = time.time()
     with _quiet_absl():
+        if download and not _tfds_prepared(tfds, dataset, data_dir, builder_kwargs)[0]:
+            _check_network(dataset)  # offline: say so in seconds, not after minutes of retries
         try:
             source = tfds.data_source(
                 dataset, split=split, data_dir=data_dir, download=download,
@@ -316,6 +327,8 @@ def _read_tfds_split(
             )  # fmt: skip
         except Exception as err:
             prepared, where = _tfds_prepared(tfds, dataset, data_dir, builder_kwargs)
+            if download:
+                _remove_partial(where, started)
             if download or prepared:
                 raise
             raise DataNotAvailableError(
@@ -335,6 +348,32 @@ def _read_tfds_split(
         images[i] = np.asarray(record["image"], dtype=np.uint8).reshape(-1)
         labels[i] = int(record["label"])
     return images, labels
+
+
+def _check_network(dataset: str) -> None:
+    """Raise DataNotAvailableError unless tfds' download host for ``dataset`` answers within
+    ``_NETWORK_TIMEOUT`` seconds (offline, tfds would retry for minutes, then fail)."""
+    host, port = _DOWNLOAD_HOSTS.get(dataset, _DOWNLOAD_HOSTS["mnist"])
+    try:
+        socket.create_connection((host, port), timeout=_NETWORK_TIMEOUT).close()
+    except OSError as err:
+        raise DataNotAvailableError(
+            f"cannot download {dataset!r}: {host} did not answer within {_NETWORK_TIMEOUT:g} s "
+            f"({err.strerror or err}); no internet here? Download it on a machine with internet "
+            "(load_task(..., source='tfds', download=True) or --download) and pass its folder "
+            "as data_dir (--data-dir), or use the bundled MNIST pool (--source bundled)."
+        ) from err
+
+
+def _remove_partial(where: str, since: float) -> None:
+    """Remove the half-downloaded folders tfds left in ``where`` after a failed download
+    (tfds names them ``*.incomplete*`` and renames them only on success)."""
+    root = Path(where).parent  # the dataset's folder (its versions are inside)
+    if not root.is_dir():
+        return
+    for path in root.rglob("*incomplete*"):
+        if path.is_dir() and path.stat().st_mtime >= since:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _tfds_prepared(

@@ -177,6 +177,46 @@ def test_tfds_not_on_disk_is_a_clear_error_without_download(tfds, tmp_path):
         load_task("cifar10-ship-truck", data_dir=tmp_path / "tfds", cache_dir=tmp_path)
 
 
+def test_tfds_download_offline_fails_in_seconds_and_leaves_nothing(tfds, tmp_path, monkeypatch):
+    """Offline, --download stops before tfds starts (which would retry for minutes and leave
+    partial files), with one error that says so and names the ways out."""
+    import socket
+    import time
+
+    def unreachable(address, timeout=None):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(tfds, "data_source", lambda *a, **k: pytest.fail("tfds was started"))
+    t0 = time.perf_counter()
+    with pytest.raises(DataNotAvailableError, match="no internet here") as info:
+        load_task("mnist-0-1", source="tfds", download=True, data_dir=tmp_path / "tfds",
+                  cache_dir=tmp_path)
+    assert time.perf_counter() - t0 < 60  # no retries (the time itself is not the check)
+    assert "--data-dir" in str(info.value) and "--source bundled" in str(info.value)
+    assert "storage.googleapis.com" in str(info.value)
+    assert not (tmp_path / "tfds").exists()
+
+
+def test_a_failed_download_removes_its_partial_files(tfds, tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: _Connection())
+    data_dir = tmp_path / "tfds"
+
+    def half_download(*args, **kwargs):
+        partial = data_dir / "mnist" / "3.0.1.incomplete1234"
+        partial.mkdir(parents=True)
+        (partial / "mnist-train.array_record-00000-of-00001").write_bytes(b"x" * 10)
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(tfds, "data_source", half_download)
+    with pytest.raises(ConnectionError):
+        load_task("mnist-0-1", source="tfds", download=True, data_dir=data_dir,
+                  cache_dir=tmp_path)
+    assert not list(data_dir.rglob("*incomplete*"))
+
+
 # ---------------------------------------------------------------------------------------------
 # tfds path, with tfds' own mock data (random records, no files, no TensorFlow)
 # ---------------------------------------------------------------------------------------------
@@ -231,8 +271,17 @@ def test_tfds_mock_cifar_pair_selection(name, pair, tfds, tmp_path):
     np.testing.assert_array_equal(task.y, np.where(labels[keep] == first, 1.0, -1.0))
 
 
-def test_tfds_mock_with_download_flag(tfds, tmp_path):
+class _Connection:
+    def close(self):
+        pass
+
+
+def test_tfds_mock_with_download_flag(tfds, tmp_path, monkeypatch):
     # under the mock, download_and_prepare is a no-op: the download=True code path runs offline
+    # (the host check before a download is told the host answers)
+    import socket
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: _Connection())
     with tfds.testing.mock_data(num_examples=40):
         task = load_task("mnist-0-1", source="tfds", download=True, cache_dir=tmp_path)
     assert task.source == "tfds" and set(np.unique(task.labels)) <= {0, 1}
