@@ -86,6 +86,7 @@ class PoolConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")
+        fc(self.depth, self.activation)  # an unknown activation, too
 
 
 @dataclass(eq=False)

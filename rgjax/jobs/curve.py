@@ -4,8 +4,10 @@ task → NNGP kernel → Gram matrix → spectrum (:func:`rgjax.jobs._pipeline.b
 (paper's and rgjax's corrected, per threshold) / spectral-bias predictions, and the empirical GP
 learning curve on the same η grid → ``results.json`` (atomic) + figures + a printed table.
 
-The empirical part is resumable: each finished η is appended to ``DIR/empirical.jsonl``, so
-rerunning the same command after an interruption recomputes only what is missing.
+Every stage is resumable: the Gram matrix, the spectrum and the theories are kept in
+``DIR/stages/`` (:mod:`rgjax.jobs._stages`, fingerprinted and checksummed) and each finished η is
+appended to ``DIR/empirical.jsonl``, so rerunning the same command after an interruption
+recomputes only what is missing, and rerunning a finished one recomputes nothing.
 """
 
 from __future__ import annotations
