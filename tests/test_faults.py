@@ -57,6 +57,7 @@ SPECTRUM = "rgjax.jobs._pipeline:_spectrum"
 THEORY = "rgjax.jobs.curve:theory_curves"
 RECORD = "rgjax.empirical:append_record"
 RESULTS = "rgjax.jobs.curve:save_and_plot"
+TORN = "rgjax.jobs._stages:_write_atomic@2"  # the Gram matrix's JSON, after its npz
 
 
 def _start(out, env, kill=None, forbid=()):
@@ -101,17 +102,23 @@ def reference(tmp_path_factory, env):
 
 
 def test_killed_in_each_stage_then_rerun(tmp_path, env, reference):
-    """Killed inside the Gram matrix, the spectrum, the theories, the empirical curve (at its
-    third record) and the results, one after the other into one folder; each run must not
-    recompute what an earlier one finished (those functions fail if called)."""
+    """Killed while keeping the Gram matrix (between its arrays and its JSON, the commit mark),
+    inside the spectrum, the theories, the empirical curve (at its third record) and the
+    results, one after the other into one folder; each run must not recompute what an earlier
+    one finished (those functions fail if called), and must not use the torn stage."""
     out = tmp_path / "killed"
-    chain = [(GRAM, ()), (SPECTRUM, ()), (THEORY, (GRAM,)), (f"{RECORD}@3", (GRAM, SPECTRUM)),
+    chain = [(TORN, ()), (SPECTRUM, ()), (THEORY, (GRAM,)), (f"{RECORD}@3", (GRAM, SPECTRUM)),
              (RESULTS, (GRAM, SPECTRUM, THEORY))]
     records = []
     for kill, forbid in chain:
-        _run(out, env, kill=kill, forbid=forbid)
+        text = _run(out, env, kill=kill, forbid=forbid)
         records.append(_records(out))
         assert not list(out.rglob("*.tmp")), kill  # no half-written file left behind
+        if kill == TORN:
+            assert (out / "stages" / "gram.npz").exists()
+            assert not (out / "stages" / "gram.json").exists()
+        else:
+            assert text.count("reused from stages/") == len(forbid), (kill, text)
     assert records[:3] == [0, 0, 0] and records[3] == 2 and records[4] > 2
     n = records[4]
     text = _run(out, env, forbid=(GRAM, SPECTRUM, THEORY))
@@ -121,16 +128,6 @@ def test_killed_in_each_stage_then_rerun(tmp_path, env, reference):
     assert not (out / LOCK_FILE).exists()
     lines = (out / "empirical.jsonl").read_text().splitlines()
     assert all(json.loads(line)["checksum"].startswith("sha256:") for line in lines)
-
-
-def test_killed_while_keeping_a_stage(tmp_path, env, reference):
-    """Killed between a stage's arrays and its JSON (the commit mark): the rerun recomputes it."""
-    out = tmp_path / "torn"
-    _run(out, env, kill="rgjax.jobs._stages:_write_atomic@2")
-    assert (out / "stages" / "gram.npz").exists() and not (out / "stages" / "gram.json").exists()
-    text = _run(out, env)
-    assert "reused" not in text
-    assert _stable(out / "results.json") == reference
 
 
 def test_two_runs_into_one_folder_at_once(tmp_path, env, reference):

@@ -3,7 +3,8 @@
 A job (``rgjax curve``, ``rgjax gaussianity``) runs expensive stages one after the other: the
 Gram matrix, the spectrum, the theories. :class:`Stages` keeps each finished stage's value in
 ``DIR/stages/NAME.npz`` (the arrays) with ``DIR/stages/NAME.json`` beside it (the fingerprint of
-everything that defines the value, the structure of the value, and a SHA-256 checksum of both).
+everything that defines the value, rgjax's version included, the structure of the value, and a
+SHA-256 checksum of both).
 A rerun with the same fingerprint loads the value instead of computing it; a stage whose
 fingerprint differs (other options) is recomputed and replaced; one whose checksum fails (a file
 edited or cut short) is recomputed with a warning. Both files are written atomically, the JSON
@@ -71,7 +72,8 @@ class Stages:
 
     def run(self, name: str, fingerprint: Mapping[str, Any], compute: Callable[[], T]) -> T:
         """The stage's kept value when its fingerprint matches, else ``compute()`` (then kept)."""
-        fp = jsonable(dict(fingerprint))
+        # The version too: a numerical change in rgjax must not be masked by an old stage.
+        fp = jsonable({**fingerprint, "rgjax": __version__})
         value = self._load(name, fp)
         if value is not None:
             self.log(f"{name}: reused from {STAGES_FOLDER}/{name}.npz")
@@ -93,7 +95,8 @@ class Stages:
         try:
             info = json.loads(meta.read_text())
             if info.get("fingerprint") != fingerprint:
-                self.log(f"{name}: the kept stage is of other options; recomputing it")
+                self.log(f"{name}: the kept stage is of other options (or another rgjax "
+                         "version); recomputing it")
                 return None
             blob = npz.read_bytes()
             if info.get("sha256") != _checksum(blob, info["tree"]):
