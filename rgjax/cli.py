@@ -290,9 +290,13 @@ def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
     _no_compile_cache_option(p, argparse.SUPPRESS)
 
 
-#: What an interrupted subcommand leaves behind (only ``curve`` resumes).
+#: What an interrupted subcommand leaves behind (``curve`` and ``toy`` resume).
 INTERRUPTED = {
-    "curve": "rerun the same command to resume: every finished η is kept in empirical.jsonl.",
+    "curve": "rerun the same command to resume: every finished stage and η is kept in the "
+             "results folder.",
+    "toy": "rerun the same command to resume: the Monte Carlo's running sums are kept in the "
+           "results folder's stages/.",
+    "gaussianity": "rerun the same command to resume from the kept Gram matrix and spectrum.",
     "bench": "bench.json holds every stage measured so far; a rerun starts over.",
 }
 

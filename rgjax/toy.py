@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache, partial
-from typing import TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +57,7 @@ from rgjax._counter_rng import cos_2pi, normal_halves, seed_key_data, uniforms
 from rgjax._pytree import dataclass, field
 from rgjax._sharding import shard_map
 from rgjax._typing import Array, ArrayLike
-from rgjax._validate import X64_FIX, check_int
+from rgjax._validate import X64_FIX, check_int, warn
 from rgjax.toy_problem import (
     QUAD_ORDER,
     Terms,
@@ -76,6 +76,7 @@ from rgjax.toy_problem import (
 
 __all__ = [
     "ToyProblem",
+    "ToyCheckpoint",
     "ToyMonteCarlo",
     "QUAD_ORDER",
     "hermite",
@@ -512,6 +513,38 @@ def _compiled_step(chunk: int, n: int, degrees: tuple[int, ...], target: Terms,
 
 
 @dataclass(eq=False)
+class ToyCheckpoint:
+    """The running sums of a :func:`monte_carlo` run after its first ``start`` data sets (host
+    copies, to be kept on disk).
+
+    Attributes:
+      count, mean, m2: ``()``, ``(q,)``, ``(q, q)`` count, mean and co-moment so far.
+      start: ``()`` uint32 index of the next data set (a multiple of ``chunk``).
+      chunk: data sets per compiled step of the run that made it (static).
+    """
+
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    start: np.ndarray
+    chunk: int = field(static=True, default=0)
+
+
+def _start_state(resume: ToyCheckpoint | None, chunk: int,
+                 q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.uint32]:
+    """The initial running sums: zeros, or ``resume``'s after checking it fits this run."""
+    if resume is None:
+        return np.zeros(()), np.zeros(q), np.zeros((q, q)), np.uint32(0)
+    mean, m2 = np.asarray(resume.mean, np.float64), np.asarray(resume.m2, np.float64)
+    start = int(np.asarray(resume.start))
+    if resume.chunk != chunk or mean.shape != (q,) or m2.shape != (q, q) or start % chunk:
+        warn(f"`resume` was made by another run (chunk {resume.chunk}, {mean.size} sums) than "
+             f"this one (chunk {chunk}, {q} sums): starting afresh.")
+        return _start_state(None, chunk, q)
+    return np.asarray(resume.count, np.float64), mean, m2, np.uint32(start)
+
+
+@dataclass(eq=False)
 class ToyMonteCarlo:
     """Averaged exact posterior over ``m`` data sets, for ``L`` kernels sharing the data sets.
 
@@ -604,6 +637,9 @@ def monte_carlo(
     chunk_size: int | None = None,
     devices: DeviceSpec = None,
     progress: bool = True,
+    resume: ToyCheckpoint | None = None,
+    checkpoint: Callable[[ToyCheckpoint], Any] | None = None,
+    checkpoint_every: float = 30.0,
 ) -> ToyMonteCarlo:
     """Average the exact posterior-mean coefficients over ``m`` independent data sets.
 
@@ -622,6 +658,12 @@ def monte_carlo(
       devices: split each chunk over these devices (``shard_map`` over a 1-D mesh): None for all
         local devices (one on a plain CPU), a count k for the first k, or a sequence of devices.
       progress: show a tqdm bar over chunks.
+      resume: continue from this :class:`ToyCheckpoint` (made by ``checkpoint`` of a run with
+        the same problem, eigenvalues, ``m`` and seed): the result is the one an uninterrupted
+        run gives, bit for bit. One of another chunk size is ignored with a warning.
+      checkpoint: called with the running sums every ``checkpoint_every`` seconds, after the
+        last chunk, and when interrupted (Ctrl-C) before the interruption goes on.
+      checkpoint_every: seconds between two ``checkpoint`` calls.
 
     Returns:
       a :class:`ToyMonteCarlo` (mean ``(L, p)``, covariance ``(L·p, L·p)``).
@@ -644,18 +686,33 @@ def monte_carlo(
     compile_s = time.perf_counter() - t0
     q = lam.size
     put = partial(jax.device_put, device=rep)
-    state = put((np.zeros(()), np.zeros(q), np.zeros((q, q)), np.uint32(0)))
+    start = _start_state(resume, chunk, q)
+    state = put(start)
     rest = put((np.uint32(m), np.sqrt(lam), np.float64(problem.sigma2)))
     key_data = put(np.asarray(seed_key_data(seed)))
 
-    t0 = time.perf_counter()
-    with tqdm(total=m, desc="toy Monte Carlo", unit="set", unit_scale=True, disable=not progress,
-              leave=False) as bar:
-        for j in range(n_chunks):
-            state = step(state, key_data, *rest)
-            if progress:  # block only to keep the bar honest
-                jax.block_until_ready(state)
-                bar.update(min(chunk, m - j * chunk))
+    def save(state: Any) -> None:
+        if checkpoint is not None:
+            values = tuple(np.asarray(v) for v in jax.block_until_ready(state))
+            checkpoint(ToyCheckpoint(*values, chunk=chunk))
+
+    t0 = last = time.perf_counter()
+    first = int(start[3]) // chunk
+    with tqdm(total=m, initial=min(m, first * chunk), desc="toy Monte Carlo", unit="set",
+              unit_scale=True, disable=not progress, leave=False) as bar:
+        try:
+            for j in range(first, n_chunks):
+                state = step(state, key_data, *rest)
+                if progress:  # block only to keep the bar honest
+                    jax.block_until_ready(state)
+                    bar.update(min(chunk, m - j * chunk))
+                if checkpoint is not None and time.perf_counter() - last >= checkpoint_every:
+                    save(state)
+                    last = time.perf_counter()
+        except KeyboardInterrupt:
+            save(state)  # the chunks finished so far are kept
+            raise
+    save(state)
     count, mean, m2, _ = (np.asarray(v) for v in jax.block_until_ready(state))
     run_s = time.perf_counter() - t0
     assert int(count) == m, (count, m)

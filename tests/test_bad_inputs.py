@@ -304,8 +304,8 @@ def test_plot_on_a_corrupt_or_foreign_results_file_names_it(text, match, tmp_pat
     assert match in err and "toy.json" in err and not list(tmp_path.glob("*.png"))
 
 
-@pytest.mark.parametrize("command, says", [("toy", "nothing was saved"),
-                                           ("curve", "resume")])
+@pytest.mark.parametrize("command, says", [("toy", "resume"), ("curve", "resume"),
+                                           ("optimize", "nothing was saved")])
 def test_an_interrupted_job_says_what_is_true(command, says, tmp_path, monkeypatch, capsys):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt

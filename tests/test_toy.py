@@ -457,3 +457,56 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="`m`"):
         run_toy(ToyConfig(m=1), tmp_path, progress=False, log=None)
     assert not (tmp_path / "toy.json").exists()
+
+
+def test_monte_carlo_resumes_from_a_checkpoint_bit_for_bit():
+    prob = toy.ToyProblem(n=20, sigma2=5.0)
+    lam = [[1.0, 0.0], [1.0, 0.5]]
+    ref = toy.monte_carlo(prob, lam, 10_000, chunk_size=1000, progress=False)
+    saved = []
+
+    def keep_then_interrupt(c):
+        saved.append(c)
+        if len(saved) == 3:  # Ctrl-C after the third chunk
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        toy.monte_carlo(prob, lam, 10_000, chunk_size=1000, progress=False,
+                        checkpoint=keep_then_interrupt, checkpoint_every=0.0)
+    assert [int(c.start) for c in saved] == [1000, 2000, 3000, 3000]  # and once on the way out
+    resumed = toy.monte_carlo(prob, lam, 10_000, chunk_size=1000, progress=False,
+                              resume=saved[-1])
+    np.testing.assert_array_equal(resumed.mean, ref.mean)
+    np.testing.assert_array_equal(resumed.cov, ref.cov)
+    # a checkpoint of another chunk size is not mixed in: a warning, and a fresh start
+    with pytest.warns(Warning, match="starting afresh"):
+        fresh = toy.monte_carlo(prob, lam, 10_000, chunk_size=2000, progress=False,
+                                resume=saved[-1])
+    np.testing.assert_allclose(fresh.mean, ref.mean, rtol=1e-12)
+
+
+def test_toy_job_interrupted_then_rerun_gives_the_uninterrupted_results(tmp_path, monkeypatch):
+    cfg = ToyConfig(m=6000, chunk_size=1000, n=20)
+    ref = run_toy(cfg, tmp_path / "ref", progress=False, plots=False, log=None)
+    real = toy.monte_carlo
+    calls = []
+
+    def interrupted(*args, checkpoint=None, **kwargs):
+        def stop(c):
+            checkpoint(c)
+            calls.append(int(c.start))
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+
+        return real(*args, checkpoint=stop, checkpoint_every=0.0, **kwargs)
+
+    import rgjax.jobs.toy as toy_job
+
+    monkeypatch.setattr(toy_job, "monte_carlo", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_toy(cfg, tmp_path / "run", progress=False, plots=False, log=None)
+    monkeypatch.undo()
+    lines = []
+    again = run_toy(cfg, tmp_path / "run", progress=False, plots=False, log=lines.append)
+    assert "resumed after 2,000 of 6,000 data sets" in lines[0]
+    assert again["runs"] == ref["runs"] and again["paired"] == ref["paired"]

@@ -72,18 +72,26 @@ class Stages:
 
     def run(self, name: str, fingerprint: Mapping[str, Any], compute: Callable[[], T]) -> T:
         """The stage's kept value when its fingerprint matches, else ``compute()`` (then kept)."""
-        # The version too: a numerical change in rgjax must not be masked by an old stage.
-        fp = jsonable({**fingerprint, "rgjax": __version__})
-        value = self._load(name, fp)
+        value = self.load(name, fingerprint)
         if value is not None:
             self.log(f"{name}: reused from {STAGES_FOLDER}/{name}.npz")
             return value  # type: ignore[no-any-return]
         value = compute()
-        try:
-            self._save(name, fp, value)
-        except OSError as err:  # the value is right; only its copy on disk is missing
-            warn(f"{err}; the {name} stage is not kept, a rerun computes it again.")
+        self.save(name, fingerprint, value)
         return value
+
+    def load(self, name: str, fingerprint: Mapping[str, Any]) -> Any | None:
+        """The value kept under ``name`` with this fingerprint, or None (none, other options,
+        or damaged: then with a warning)."""
+        return self._load(name, _fingerprint(fingerprint))
+
+    def save(self, name: str, fingerprint: Mapping[str, Any], value: Any) -> None:
+        """Keep ``value`` under ``name`` (a partial result too, e.g. a checkpoint); a failed
+        write is a warning: the value is right, only its copy on disk is missing."""
+        try:
+            self._save(name, _fingerprint(fingerprint), value)
+        except OSError as err:
+            warn(f"{err}; the {name} stage is not kept, a rerun computes it again.")
 
     def _paths(self, name: str) -> tuple[Path, Path]:
         return self.folder / f"{name}.npz", self.folder / f"{name}.json"
@@ -126,6 +134,11 @@ class Stages:
         info = {"fingerprint": fingerprint, "rgjax": __version__, "tree": tree,
                 "sha256": _checksum(blob, tree)}
         _write_atomic(meta, json.dumps(info, indent=1, allow_nan=False).encode())
+
+
+def _fingerprint(fingerprint: Mapping[str, Any]) -> Any:
+    # The version too: a numerical change in rgjax must not be masked by an old stage.
+    return jsonable({**fingerprint, "rgjax": __version__})
 
 
 def _checksum(blob: bytes, tree: Any) -> str:

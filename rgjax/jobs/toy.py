@@ -3,6 +3,9 @@
 Kernel ``λ_1ψ_1ψ_1 + λ_>ψ_2ψ_2``, target ``ψ_{target_degree}``: a Monte Carlo of the averaged exact
 posterior (:func:`rgjax.toy.monte_carlo`) against the standard theory (0) and the input-dependent
 RG predictions (docs/theory.md §5) → ``toy.json`` (atomic) + ``toy.png`` + a printed table.
+
+The Monte Carlo resumes: its running sums are kept in ``DIR/stages/monte_carlo.npz`` every 30 s,
+at the end and on Ctrl-C, so a rerun of the same command continues where the last one stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from rgjax._typing import PathLike
 from rgjax._validate import check_int
 from rgjax.jobs._io import locked, save_and_plot, versions
 from rgjax.jobs._pipeline import Log
+from rgjax.jobs._stages import Stages
 from rgjax.plotting import save_toy_figures
 from rgjax.toy import (
     QUAD_ORDER,
@@ -38,6 +42,8 @@ __all__ = ["RESULTS_FILE", "ToyConfig", "format_table", "run"]
 
 #: The JSON file the job writes into its folder.
 RESULTS_FILE = "toy.json"
+#: The stage that keeps the Monte Carlo's running sums (``DIR/stages/monte_carlo.npz``).
+_CHECKPOINT = "monte_carlo"
 #: The kernel's modes kept below the cutoff: ψ_1 (ψ_2 is integrated out).
 _KEPT = (1,)
 
@@ -179,8 +185,8 @@ def run(cfg: ToyConfig, out: PathLike, *, progress: bool = True, plots: bool = T
     problem = ToyProblem(degrees=(1, 2), target={int(cfg.target_degree): 1.0}, n=cfg.n,
                          sigma2=cfg.sigma2)
     lam = _lambdas(cfg.lambda_1, lg)
-    mc = monte_carlo(problem, lam, cfg.m, seed=cfg.seed, chunk_size=cfg.chunk_size,
-                     devices=devices, progress=progress)
+    folder = Path(out)
+    mc = _resumable_monte_carlo(cfg, problem, lam, folder, progress, log, devices)
 
     t_theory = time.perf_counter()
     grid = np.linspace(-3.0, 3.0, 121)
@@ -204,12 +210,27 @@ def run(cfg: ToyConfig, out: PathLike, *, progress: bool = True, plots: bool = T
         "versions": versions(),
     }
     results["timings"]["total_s"] = time.perf_counter() - t_start
-    folder = Path(out)
     results = save_and_plot(results, folder / RESULTS_FILE, save_toy_figures if plots else None)
     if log is not None:
         for line in _summary(results, folder):
             log(line)
     return results
+
+
+def _resumable_monte_carlo(cfg: ToyConfig, problem: ToyProblem, lam: np.ndarray, folder: Path,
+                           progress: bool, log: Log | None, devices: Any) -> ToyMonteCarlo:
+    """:func:`~rgjax.toy.monte_carlo` with its running sums kept in ``folder/stages`` (every 30
+    s, at the end and on Ctrl-C): a rerun continues where the last one stopped, and gives the
+    uninterrupted run's numbers bit for bit."""
+    stages = Stages(folder, log=log or (lambda _: None))
+    fingerprint = {**dataclasses.asdict(cfg), "devices": str(devices)}
+    resume = stages.load(_CHECKPOINT, fingerprint)
+    if resume is not None and log is not None:
+        done = min(int(resume.start), cfg.m)
+        log(f"toy Monte Carlo: resumed after {done:,} of {cfg.m:,} data sets")
+    return monte_carlo(problem, lam, cfg.m, seed=cfg.seed, chunk_size=cfg.chunk_size,
+                       devices=devices, progress=progress, resume=resume,
+                       checkpoint=lambda c: stages.save(_CHECKPOINT, fingerprint, c))
 
 
 def _table_rows(results: Mapping[str, Any]) -> list[str]:
