@@ -87,6 +87,7 @@ _INSTALL_FIX = 'pip install "rgjax[datasets]"'
 _DOWNLOAD_HOSTS = {"mnist": ("storage.googleapis.com", 443),
                    "cifar10": ("www.cs.toronto.edu", 443)}
 _NETWORK_TIMEOUT = 5.0
+_MTIME_SLACK = 5.0
 _CACHE_FORMAT = 1
 _IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 _CLASSES = {"mnist": MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}
@@ -372,7 +373,9 @@ def _remove_partial(where: str, since: float) -> None:
     if not root.is_dir():
         return
     for path in root.rglob("*incomplete*"):
-        if path.is_dir() and path.stat().st_mtime >= since:
+        # Made by this download (file systems may round times down by up to 2 s), not by
+        # another one running now.
+        if path.is_dir() and path.stat().st_mtime >= since - _MTIME_SLACK:
             shutil.rmtree(path, ignore_errors=True)
 
 
