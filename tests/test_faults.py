@@ -21,7 +21,8 @@ VOLATILE = {"timings", "versions"}
 
 # Runs the command line with one function replaced by one that kills the process (SIGKILL, at its
 # n-th call: RGJAX_TEST_KILL=module:function@n), and others by ones that fail loudly if called
-# (RGJAX_TEST_FORBID=module:function,...): the stages a rerun must not recompute.
+# (RGJAX_TEST_FORBID=module:function,...): the stages a rerun must not recompute; and one made
+# slow (RGJAX_TEST_SLOW=module:function=seconds), to hold a lock long enough.
 RUNNER = r"""
 import importlib, os, signal, sys
 
@@ -43,6 +44,19 @@ if kill:
         return real(*args, **kwargs)
 
     patch(spec, killer)
+slow = os.environ.get("RGJAX_TEST_SLOW")
+if slow:
+    import time
+
+    spec, _, seconds = slow.partition("=")
+    module, attr = spec.split(":")
+    real_slow = getattr(importlib.import_module(module), attr)
+
+    def slowed(*args, **kwargs):
+        time.sleep(float(seconds))
+        return real_slow(*args, **kwargs)
+
+    patch(spec, slowed)
 for spec in filter(None, os.environ.get("RGJAX_TEST_FORBID", "").split(",")):
     def forbidden(*args, _spec=spec, **kwargs):
         raise SystemExit(f"recomputed a finished stage: {_spec}")
@@ -60,8 +74,9 @@ RESULTS = "rgjax.jobs.curve:save_and_plot"
 TORN = "rgjax.jobs._stages:_write_atomic@2"  # the Gram matrix's JSON, after its npz
 
 
-def _start(out, env, kill=None, forbid=()):
-    env = {**env, "RGJAX_TEST_KILL": kill or "", "RGJAX_TEST_FORBID": ",".join(forbid)}
+def _start(out, env, kill=None, forbid=(), slow=""):
+    env = {**env, "RGJAX_TEST_KILL": kill or "", "RGJAX_TEST_FORBID": ",".join(forbid),
+           "RGJAX_TEST_SLOW": slow}
     return subprocess.Popen([sys.executable, "-c", RUNNER, *ARGS, "--out", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -132,7 +147,10 @@ def test_killed_in_each_stage_then_rerun(tmp_path, env, reference):
 
 def test_two_runs_into_one_folder_at_once(tmp_path, env, reference):
     out = tmp_path / "shared"
-    procs = [_start(out, env), _start(out, env)]
+    # Loading the task takes 4 s longer in both: whichever takes the lock first still holds it
+    # when the other arrives, however the two start-ups happen to be scheduled.
+    slow = "rgjax.jobs._pipeline:_load=4"
+    procs = [_start(out, env, slow=slow), _start(out, env, slow=slow)]
     results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
