@@ -158,8 +158,8 @@ def exact_tail(eigenvalues: Array, y2: Array, rest: TailMeasure | None = None) -
 
 def check_tail_options(steps: object, probes: object) -> tuple[int, int]:
     """``(steps, probes)`` as ints, or one error naming the argument (steps 0: no tail)."""
-    steps = check_int(steps, "tail_steps", 0, why="block Lanczos steps of the tail measure, 0 "
-                      "for none")
+    steps = check_int(steps, "tail_steps", 0, why="Lanczos steps of the tail measure, 0 for "
+                      "none")
     if steps == 1:
         raise ValueError("`tail_steps` must be 0 (no tail measure) or at least 2: the error "
                          "estimate compares the m-step quadrature with the (m − 1)-step one.")
@@ -204,9 +204,8 @@ def tail_measure(
         raise ValueError(f"`y` must have shape (N,) with N the size of the operator "
                          f"{tuple(shape) if shape is not None else ''}; got {yv.shape}.")
     op, operands, n, dtype = check_operator(operator, yv.shape[0], yv.dtype)
-    if V.ndim != 2 or V.shape[0] != n or yv.shape != (n,):
-        raise ValueError(f"`eigenvectors` must be (N, k) and `y` (N,) with N = {n}; got "
-                         f"{V.shape} and {yv.shape}.")
+    if V.ndim != 2 or V.shape[0] != n:
+        raise ValueError(f"`eigenvectors` must be (N, k) with N = {n}; got {V.shape}.")
     free = n - V.shape[1]
     if free < 2:
         raise ValueError(f"the tail of a {n}-point pool with k = {V.shape[1]} held modes has "
